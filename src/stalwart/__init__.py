@@ -1,0 +1,1 @@
+"""stalwart: background tasks for Python that are never lost."""
