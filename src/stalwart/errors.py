@@ -111,12 +111,18 @@ class Fail(StalwartError):
     """Raise inside a task to end it ``dead`` at once, skipping any retries left."""
 
 
-class Retry(StalwartError):
+class RetryRequested(StalwartError):
     """Raised by ``self.retry()`` inside a bound task to schedule the next attempt."""
 
-    def __init__(self, countdown: float | None = None, exc: BaseException | None = None) -> None:
+    def __init__(
+        self,
+        countdown: float | None = None,
+        exc: BaseException | None = None,
+        max_retries: int | None = None,
+    ) -> None:
         self.countdown = countdown
         self.exc = exc
+        self.max_retries = max_retries
         super().__init__(f"retry in {countdown}s" if countdown is not None else "retry")
 
 

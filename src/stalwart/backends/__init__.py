@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -58,5 +59,11 @@ def open_backend(url: str, *, clock: Clock = time.time, **options: Any) -> Backe
             f"the {scheme}:// backend needs an extra package ({exc.name}); "
             f"install it with: pip install 'stalwart[{extra}]'"
         ) from exc
-    backend: Backend = getattr(module, class_name)(url, clock=clock, **options)
+    cls = getattr(module, class_name)
+    accepted = inspect.signature(cls).parameters
+    if "connection" in options and "connection" not in accepted and not any(
+        p.kind is p.VAR_KEYWORD for p in accepted.values()
+    ):
+        options.pop("connection")  # a backend without sockets (SQLite, memory) has no use for it
+    backend: Backend = cls(url, clock=clock, **options)
     return backend
