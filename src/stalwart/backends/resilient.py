@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import BrokerUnavailable, is_transient
 from ..retry import backoff_delay
+from . import redact
 from .base import Backend
 
 log = logging.getLogger("stalwart.backend")
@@ -68,7 +69,7 @@ class Resilient:
                 elapsed = time.monotonic() - started
                 if elapsed >= self.deadline:
                     raise BrokerUnavailable(
-                        f"{name} on {self.inner.url} kept failing for {elapsed:.1f}s "
+                        f"{name} on {redact(self.inner.url)} kept failing for {elapsed:.1f}s "
                         f"(last error: {type(exc).__name__}: {exc}); the operation did not "
                         "take effect. Check that the server is up and reachable, or raise "
                         "broker_deadline to wait longer."
