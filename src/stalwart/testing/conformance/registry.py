@@ -1,0 +1,80 @@
+"""The worker registry, and wait(): a waiting worker wakes soon after work arrives."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from ...backends.base import Backend, WorkerInfo
+from .checks import new_message
+from .fixtures import FakeClock
+
+
+def _worker(wid: str, queues: tuple[str, ...] = ("default",)) -> WorkerInfo:
+    return WorkerInfo(id=wid, hostname="host-1", pid=4242, queues=queues, concurrency=4,
+                      pool="thread", started_at=1_700_000_000.0, meta={"version": "0.1.0"})
+
+
+class TestWorkerRegistry:
+    def test_register_and_list(self, store: Backend, clock: FakeClock) -> None:
+        store.register_worker(_worker("w1", ("a", "b")), ttl=30)
+        [w] = store.workers()
+        assert (w.id, w.hostname, w.pid, w.queues) == ("w1", "host-1", 4242, ("a", "b"))
+        assert (w.concurrency, w.pool, w.started_at) == (4, "thread", 1_700_000_000.0)
+        assert w.meta == {"version": "0.1.0"} and w.last_seen == clock()
+
+    def test_entry_expires_after_its_ttl(self, store: Backend, clock: FakeClock) -> None:
+        store.register_worker(_worker("w1"), ttl=30)
+        store.register_worker(_worker("w2"), ttl=90)
+        clock.advance(29)
+        assert sorted(w.id for w in store.workers()) == ["w1", "w2"]
+        clock.advance(2)
+        assert [w.id for w in store.workers()] == ["w2"]
+
+    def test_heartbeat_refreshes(self, store: Backend, clock: FakeClock) -> None:
+        store.register_worker(_worker("w1"), ttl=30)
+        for _ in range(4):
+            clock.advance(20)
+            store.register_worker(_worker("w1"), ttl=30)
+        [w] = store.workers()
+        assert w.last_seen == clock()
+        clock.advance(31)
+        assert store.workers() == []
+
+    def test_unregister(self, store: Backend) -> None:
+        store.register_worker(_worker("w1"), ttl=30)
+        store.register_worker(_worker("w2"), ttl=30)
+        store.unregister_worker("w1")
+        store.unregister_worker("never-registered")
+        assert [w.id for w in store.workers()] == ["w2"]
+
+
+class TestWait:
+    def test_wakes_soon_after_an_enqueue_from_another_thread(
+        self, store: Backend, open_peer: Callable[..., Backend]
+    ) -> None:
+        producer = open_peer()
+        enqueued_at: list[float] = []
+
+        def produce() -> None:
+            time.sleep(0.5)
+            producer.enqueue([new_message()])
+            enqueued_at.append(time.monotonic())
+
+        thread = threading.Thread(target=produce, daemon=True)
+        thread.start()
+        started = time.monotonic()
+        woke = store.wait(["default"], 5.0)
+        returned = time.monotonic()
+        thread.join(5)
+        assert enqueued_at, "the producer thread did not enqueue"
+        assert returned - started < 4.0, f"wait() slept {returned - started:.2f}s of 5"
+        assert woke is True
+        assert returned - enqueued_at[0] < 1.0
+        assert len(store.claim(["default"], 10, 30, "w")) == 1
+
+    def test_returns_after_its_timeout_when_nothing_comes(self, store: Backend) -> None:
+        started = time.monotonic()
+        store.wait(["default"], 0.3)
+        assert time.monotonic() - started < 2.5
