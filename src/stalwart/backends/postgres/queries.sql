@@ -1,0 +1,339 @@
+-- Every statement the PostgreSQL backend runs, one atomic step each.
+-- {schema} is replaced by the backend's quoted schema name; %(name)s are parameters.
+-- Times are the client's clock, passed as %(now)s.
+
+-- name: enqueue
+-- Store new messages (a duplicate id or idempotency key is skipped), count them as
+-- accepted for their queue and job, create their job, and wake waiters of their queues.
+WITH input AS (
+    SELECT * FROM unnest(
+        %(ids)s::text[], %(tasks)s::text[], %(queues)s::text[], %(bodies)s::bytea[],
+        %(priorities)s::int[], %(etas)s::float8[], %(max_deliveries)s::int[],
+        %(job_ids)s::text[], %(keys)s::text[], %(created)s::float8[]
+    ) WITH ORDINALITY AS i(id, task, queue, body, priority, eta, max_deliveries, job_id,
+                           idempotency_key, created_at, ord)
+), ins AS (
+    INSERT INTO {schema}.messages (id, task, queue, body, priority, state, eta,
+                                   max_deliveries, job_id, idempotency_key, created_at,
+                                   updated_at)
+    SELECT id, task, queue, body, priority,
+           CASE WHEN eta IS NULL OR eta <= %(now)s THEN 'queued' ELSE 'scheduled' END,
+           eta, max_deliveries, job_id, idempotency_key, created_at, %(now)s
+    FROM input ORDER BY ord
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue, job_id
+), queue_counts AS (
+    INSERT INTO {schema}.queue_counts AS c (queue, accepted)
+    SELECT queue, count(*) FROM ins GROUP BY queue ORDER BY 1
+    ON CONFLICT (queue) DO UPDATE SET accepted = c.accepted + excluded.accepted
+), job_counts AS (
+    INSERT INTO {schema}.jobs AS j (id, name, created_at, accepted)
+    SELECT job_id,
+           CASE WHEN job_id = %(job_id)s THEN %(job_name)s ELSE job_id END,
+           CASE WHEN job_id = %(job_id)s THEN %(job_created_at)s ELSE %(now)s END,
+           count(*)
+    FROM ins WHERE job_id IS NOT NULL GROUP BY job_id ORDER BY 1
+    ON CONFLICT (id) DO UPDATE SET accepted = j.accepted + excluded.accepted
+), woken AS (
+    SELECT pg_notify(%(channel)s, queue) FROM (SELECT DISTINCT queue FROM ins) q
+)
+SELECT id, (SELECT count(*) FROM woken) FROM ins;
+
+-- name: enqueue_lookup
+-- The stored id for messages that were not inserted: same id, or same idempotency key.
+SELECT i.ord, coalesce(by_id.id, by_key.id)
+FROM unnest(%(ids)s::text[], %(keys)s::text[], %(ords)s::int[]) AS i(id, key, ord)
+LEFT JOIN {schema}.messages by_id ON by_id.id = i.id
+LEFT JOIN {schema}.messages by_key ON by_key.idempotency_key = i.key;
+
+-- name: claim
+-- Lease up to %(limit)s ready messages, highest priority then oldest id first. Locked rows
+-- are skipped, so concurrent claimers never wait for each other nor get the same message.
+WITH queued AS (
+    SELECT c.id, c.priority
+    FROM unnest(%(queues)s::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT id, priority FROM {schema}.messages
+        WHERE state = 'queued' AND queue = q.name
+        ORDER BY priority DESC, id LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) c
+), due AS (
+    SELECT id, priority FROM {schema}.messages
+    WHERE state = 'scheduled' AND queue = ANY(%(queues)s::text[]) AND eta <= %(now)s
+    ORDER BY priority DESC, id LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id FROM (SELECT * FROM queued UNION ALL SELECT * FROM due) r
+    ORDER BY priority DESC, id LIMIT %(limit)s
+)
+UPDATE {schema}.messages m SET
+    state = 'running',
+    token = replace(gen_random_uuid()::text, '-', ''),
+    lease_expires_at = %(now)s + %(lease_seconds)s,
+    deliveries = m.deliveries + 1,
+    updated_at = %(now)s,
+    attempts = m.attempts || jsonb_build_array(jsonb_build_object(
+        'delivery', m.deliveries + 1, 'worker_id', %(worker_id)s::text,
+        'started_at', %(now)s::float8))
+FROM picked WHERE m.id = picked.id
+RETURNING m.id, m.token, m.task, m.queue, m.body, m.priority, m.deliveries, m.retries,
+          m.max_deliveries, m.job_id, m.lease_expires_at;
+
+-- name: extend
+UPDATE {schema}.messages m SET lease_expires_at = %(now)s + %(lease_seconds)s
+FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS l(id, token)
+WHERE m.id = l.id AND m.token = l.token AND m.state = 'running'
+RETURNING m.id, m.token;
+
+-- name: settle
+-- Apply a batch of outcomes (fencing rule in stalwart.backends.base), count the final
+-- transitions, and wake waiters of queues that got a message back, in one statement.
+WITH o AS (
+    SELECT * FROM unnest(
+        %(ids)s::text[], %(tokens)s::text[], %(kinds)s::text[], %(results)s::text[],
+        %(ttls)s::float8[], %(ats)s::float8[], %(errors)s::jsonb[], %(started)s::bool[],
+        %(outcomes)s::text[]
+    ) WITH ORDINALITY AS o(id, token, kind, result, ttl, at, error, started, outcome, ord)
+), before AS (
+    SELECT o.ord, m.state FROM o JOIN {schema}.messages m ON m.id = o.id AND m.token = o.token
+), upd AS (
+    UPDATE {schema}.messages m SET
+        state = CASE
+            WHEN o.kind = 'complete' THEN 'succeeded'
+            WHEN o.kind = 'bury' THEN 'dead'
+            WHEN o.kind = 'reschedule' THEN
+                CASE WHEN o.at <= %(now)s THEN 'queued' ELSE 'scheduled' END
+            WHEN o.started AND m.deliveries >= m.max_deliveries THEN 'dead'
+            ELSE 'queued'
+        END,
+        token = CASE WHEN o.kind = 'release' THEN NULL ELSE m.token END,
+        lease_expires_at = NULL,
+        updated_at = %(now)s,
+        result = CASE WHEN o.kind = 'complete' THEN o.result ELSE m.result END,
+        result_expires_at = CASE WHEN o.kind = 'complete' THEN %(now)s + o.ttl
+                                 ELSE m.result_expires_at END,
+        retries = m.retries + (o.kind = 'reschedule')::int,
+        eta = CASE WHEN o.kind = 'reschedule' THEN o.at ELSE m.eta END,
+        deliveries = m.deliveries - (o.kind = 'release' AND NOT o.started)::int,
+        error = CASE WHEN o.kind = 'complete' OR (o.kind = 'release' AND NOT o.started)
+                     THEN m.error ELSE o.error END,
+        attempts = CASE WHEN o.kind = 'release' AND NOT o.started THEN m.attempts - (-1)
+                        ELSE {schema}.end_attempt(m.attempts, %(now)s, o.outcome, o.error) END
+    FROM o
+    WHERE m.id = o.id AND m.token = o.token AND m.state = 'running'
+    RETURNING o.ord, m.queue, m.job_id, m.state
+), queue_counts AS (
+    INSERT INTO {schema}.queue_counts AS c (queue, succeeded, dead)
+    SELECT queue, count(*) FILTER (WHERE state = 'succeeded'),
+           count(*) FILTER (WHERE state = 'dead')
+    FROM upd WHERE state IN ('succeeded', 'dead') GROUP BY queue ORDER BY 1
+    ON CONFLICT (queue) DO UPDATE
+        SET succeeded = c.succeeded + excluded.succeeded, dead = c.dead + excluded.dead
+), job_counts AS (
+    INSERT INTO {schema}.jobs AS j (id, name, created_at, succeeded, dead)
+    SELECT job_id, job_id, %(now)s, count(*) FILTER (WHERE state = 'succeeded'),
+           count(*) FILTER (WHERE state = 'dead')
+    FROM upd WHERE job_id IS NOT NULL AND state IN ('succeeded', 'dead')
+    GROUP BY job_id ORDER BY 1
+    ON CONFLICT (id) DO UPDATE
+        SET succeeded = j.succeeded + excluded.succeeded, dead = j.dead + excluded.dead
+), woken AS (
+    SELECT pg_notify(%(channel)s, queue)
+    FROM (SELECT DISTINCT queue FROM upd WHERE state IN ('queued', 'scheduled')) q
+)
+SELECT o.ord, upd.ord IS NOT NULL OR (before.ord IS NOT NULL AND before.state <> 'running'),
+       (SELECT count(*) FROM woken)
+FROM o LEFT JOIN upd ON upd.ord = o.ord LEFT JOIN before ON before.ord = o.ord
+ORDER BY o.ord;
+
+-- name: progress
+UPDATE {schema}.messages
+SET progress = jsonb_build_object('done', %(done)s::float8, 'total', %(total)s::float8,
+                                  'note', %(note)s::text, 'updated_at', %(now)s::float8)
+WHERE id = %(id)s AND token = %(token)s AND state = 'running'
+RETURNING id;
+
+-- name: recover
+-- Expired leases back to queued, or dead (worker-lost) past max_deliveries.
+WITH expired AS (
+    SELECT id FROM {schema}.messages
+    WHERE state = 'running' AND lease_expires_at < %(now)s
+    ORDER BY id LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), err AS (
+    SELECT m.id,
+           jsonb_build_object(
+               'reason', CASE WHEN m.deliveries >= m.max_deliveries THEN 'worker-lost'
+                              ELSE 'lease-expired' END,
+               'exc_type', NULL,
+               'message', 'lease expired after delivery ' || m.deliveries,
+               'traceback', NULL) AS error
+    FROM {schema}.messages m JOIN expired USING (id)
+), upd AS (
+    UPDATE {schema}.messages m SET
+        state = CASE WHEN m.deliveries >= m.max_deliveries THEN 'dead' ELSE 'queued' END,
+        token = NULL,
+        lease_expires_at = NULL,
+        updated_at = %(now)s,
+        error = err.error,
+        attempts = {schema}.end_attempt(m.attempts, %(now)s, 'lease-expired', err.error)
+    FROM err WHERE m.id = err.id AND m.state = 'running'
+    RETURNING m.id, m.queue, m.job_id, m.state
+), queue_counts AS (
+    INSERT INTO {schema}.queue_counts AS c (queue, dead)
+    SELECT queue, count(*) FROM upd WHERE state = 'dead' GROUP BY queue ORDER BY 1
+    ON CONFLICT (queue) DO UPDATE SET dead = c.dead + excluded.dead
+), job_counts AS (
+    INSERT INTO {schema}.jobs AS j (id, name, created_at, dead)
+    SELECT job_id, job_id, %(now)s, count(*)
+    FROM upd WHERE job_id IS NOT NULL AND state = 'dead' GROUP BY job_id ORDER BY 1
+    ON CONFLICT (id) DO UPDATE SET dead = j.dead + excluded.dead
+), woken AS (
+    SELECT pg_notify(%(channel)s, queue)
+    FROM (SELECT DISTINCT queue FROM upd WHERE state = 'queued') q
+)
+SELECT id, state, (SELECT count(*) FROM woken) FROM upd ORDER BY id;
+
+-- name: expire_results
+UPDATE {schema}.messages SET result = NULL
+WHERE id IN (
+    SELECT id FROM {schema}.messages
+    WHERE result IS NOT NULL AND result_expires_at <= %(now)s
+    LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+);
+
+-- name: prune_done
+-- Retention: delete a small batch of old succeeded and cancelled rows (counters keep them).
+DELETE FROM {schema}.messages
+WHERE id IN (
+    SELECT id FROM {schema}.messages
+    WHERE state IN ('succeeded', 'cancelled') AND updated_at < %(before)s
+    ORDER BY updated_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+);
+
+-- name: prune_dead
+DELETE FROM {schema}.messages
+WHERE id IN (
+    SELECT id FROM {schema}.messages
+    WHERE state = 'dead' AND updated_at < %(before)s
+    LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+);
+
+-- name: prune_workers
+DELETE FROM {schema}.workers WHERE expires_at < %(before)s;
+
+-- name: cancel
+WITH upd AS (
+    UPDATE {schema}.messages SET
+        state = 'cancelled', updated_at = %(now)s, lease_expires_at = NULL,
+        error = '{"reason": "cancelled", "exc_type": null, "message": null, "traceback": null}'
+    WHERE id = ANY(%(ids)s::text[]) AND state IN ('queued', 'scheduled')
+    RETURNING id, queue, job_id
+), queue_counts AS (
+    INSERT INTO {schema}.queue_counts AS c (queue, cancelled)
+    SELECT queue, count(*) FROM upd GROUP BY queue ORDER BY 1
+    ON CONFLICT (queue) DO UPDATE SET cancelled = c.cancelled + excluded.cancelled
+), job_counts AS (
+    INSERT INTO {schema}.jobs AS j (id, name, created_at, cancelled)
+    SELECT job_id, job_id, %(now)s, count(*)
+    FROM upd WHERE job_id IS NOT NULL GROUP BY job_id ORDER BY 1
+    ON CONFLICT (id) DO UPDATE SET cancelled = j.cancelled + excluded.cancelled
+)
+SELECT id FROM upd;
+
+-- name: requeue_dead
+-- Dead messages back to queued with a full budget; they leave the dead counters.
+WITH upd AS (
+    UPDATE {schema}.messages SET
+        state = 'queued', retries = 0, deliveries = 0, eta = NULL, token = NULL,
+        lease_expires_at = NULL, updated_at = %(now)s
+    WHERE state = 'dead'
+      AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+    RETURNING id, queue, job_id
+), queue_counts AS (
+    INSERT INTO {schema}.queue_counts AS c (queue, dead)
+    SELECT queue, -count(*) FROM upd GROUP BY queue ORDER BY 1
+    ON CONFLICT (queue) DO UPDATE SET dead = c.dead + excluded.dead
+), job_counts AS (
+    INSERT INTO {schema}.jobs AS j (id, name, created_at, dead)
+    SELECT job_id, job_id, %(now)s, -count(*)
+    FROM upd WHERE job_id IS NOT NULL GROUP BY job_id ORDER BY 1
+    ON CONFLICT (id) DO UPDATE SET dead = j.dead + excluded.dead
+), woken AS (
+    SELECT pg_notify(%(channel)s, queue) FROM (SELECT DISTINCT queue FROM upd) q
+)
+SELECT count(*), (SELECT count(*) FROM woken) FROM upd;
+
+-- name: purge_dead
+DELETE FROM {schema}.messages
+WHERE state = 'dead'
+  AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text);
+
+-- name: message
+SELECT {columns} FROM {schema}.messages WHERE id = %(id)s;
+
+-- name: messages
+SELECT {columns} FROM {schema}.messages
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(state)s::text IS NULL OR state = %(state)s::text)
+ORDER BY id LIMIT %(limit)s;
+
+-- name: queue_stats
+-- Stored counters per queue, and live counts from the partial indexes of each live state.
+SELECT c.queue, c.accepted, coalesce(q.n, 0), coalesce(s.n, 0), coalesce(r.n, 0),
+       c.succeeded, c.dead, c.cancelled
+FROM {schema}.queue_counts c
+LEFT JOIN (SELECT queue, count(*) AS n FROM {schema}.messages WHERE state = 'queued'
+           GROUP BY queue) q ON q.queue = c.queue
+LEFT JOIN (SELECT queue, count(*) AS n FROM {schema}.messages WHERE state = 'scheduled'
+           GROUP BY queue) s ON s.queue = c.queue
+LEFT JOIN (SELECT queue, count(*) AS n FROM {schema}.messages WHERE state = 'running'
+           GROUP BY queue) r ON r.queue = c.queue
+ORDER BY c.queue;
+
+-- name: job
+SELECT j.id, j.name, j.created_at, j.accepted,
+       (SELECT count(*) FROM {schema}.messages m WHERE m.job_id = j.id AND m.state = 'queued'),
+       (SELECT count(*) FROM {schema}.messages m
+        WHERE m.job_id = j.id AND m.state = 'scheduled'),
+       (SELECT count(*) FROM {schema}.messages m WHERE m.job_id = j.id AND m.state = 'running'),
+       j.succeeded, j.dead, j.cancelled,
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(m.id, m.progress) ORDER BY m.id), '[]')
+        FROM {schema}.messages m
+        WHERE m.job_id = j.id AND m.state = 'running' AND m.progress IS NOT NULL)
+FROM {schema}.jobs j WHERE j.id = %(id)s;
+
+-- name: newest_jobs
+SELECT id FROM {schema}.jobs ORDER BY created_at DESC, id DESC LIMIT %(limit)s;
+
+-- name: register_worker
+INSERT INTO {schema}.workers AS w (id, info, last_seen, expires_at)
+VALUES (%(id)s, %(info)s::jsonb, %(now)s, %(expires_at)s)
+ON CONFLICT (id) DO UPDATE
+    SET info = excluded.info, last_seen = excluded.last_seen, expires_at = excluded.expires_at;
+
+-- name: unregister_worker
+DELETE FROM {schema}.workers WHERE id = %(id)s;
+
+-- name: workers
+SELECT info, last_seen FROM {schema}.workers WHERE expires_at >= %(now)s ORDER BY id;
+
+-- name: next_due
+-- When waiting: is a scheduled message due now, and when does the next eta or lease end?
+SELECT
+    EXISTS (SELECT 1 FROM {schema}.messages
+            WHERE state = 'scheduled' AND queue = ANY(%(queues)s::text[])
+              AND eta <= %(now)s),
+    least(
+        (SELECT min(eta) FROM {schema}.messages
+         WHERE state = 'scheduled' AND queue = ANY(%(queues)s::text[]) AND eta > %(now)s),
+        (SELECT min(lease_expires_at) FROM {schema}.messages
+         WHERE state = 'running' AND queue = ANY(%(queues)s::text[])
+           AND lease_expires_at >= %(now)s));
+
+-- name: server_info
+SELECT current_setting('synchronous_commit'), current_setting('fsync'),
+       current_setting('server_version'), now()::text;
