@@ -431,11 +431,13 @@ class SQLiteBackend(BackendBase):
             rows: list[tuple[Any, ...]] = []
             for q in wanted:
                 rows += conn.execute(
-                    f"SELECT {_CLAIM_COLUMNS} FROM messages WHERE state = 'queued' AND queue = ?"
+                    f"SELECT {_CLAIM_COLUMNS} FROM messages INDEXED BY messages_queued"
+                    " WHERE state = 'queued' AND queue = ?"
                     " ORDER BY priority DESC, id LIMIT ?", (q, limit),
                 ).fetchall()
                 rows += conn.execute(
-                    f"SELECT {_CLAIM_COLUMNS} FROM messages WHERE state = 'scheduled'"
+                    f"SELECT {_CLAIM_COLUMNS} FROM messages INDEXED BY messages_scheduled"
+                    " WHERE state = 'scheduled'"
                     " AND queue = ? AND eta <= ? ORDER BY priority DESC, id LIMIT ?",
                     (q, now, limit),
                 ).fetchall()
@@ -623,7 +625,8 @@ class SQLiteBackend(BackendBase):
     def _recover_leases(self, now: float, limit: int) -> list[tuple[str, State]]:
         # A read first, so that idle workers running this every few seconds never queue up
         # for the write lock when there is nothing to recover.
-        probe = "SELECT 1 FROM messages WHERE state = 'running' AND lease_expires_at < ? LIMIT 1"
+        probe = ("SELECT 1 FROM messages INDEXED BY messages_running"
+                 " WHERE state = 'running' AND lease_expires_at < ? LIMIT 1")
         if not self._run(lambda c: c.execute(probe, (now,)).fetchone(), write=False):
             return []
 
@@ -631,6 +634,7 @@ class SQLiteBackend(BackendBase):
             now = self.clock()
             rows = conn.execute(
                 "SELECT seq, id, deliveries, max_deliveries, queue, job_id FROM messages"
+                " INDEXED BY messages_running"
                 " WHERE state = 'running' AND lease_expires_at < ? ORDER BY seq LIMIT ?",
                 (now, limit),
             ).fetchall()
