@@ -61,9 +61,10 @@ def open_backend(url: str, *, clock: Clock = time.time, **options: Any) -> Backe
         ) from exc
     cls = getattr(module, class_name)
     accepted = inspect.signature(cls).parameters
-    if "connection" in options and "connection" not in accepted and not any(
-        p.kind is p.VAR_KEYWORD for p in accepted.values()
-    ):
-        options.pop("connection")  # a backend without sockets (SQLite, memory) has no use for it
+    if "connection" in options and "connection" not in accepted:
+        if "settings" in accepted:  # network backends name their ConnectionSettings "settings"
+            options.setdefault("settings", options.pop("connection"))
+        elif not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+            options.pop("connection")  # a backend without sockets (SQLite, memory) has no use
     backend: Backend = cls(url, clock=clock, **options)
     return backend
