@@ -12,8 +12,11 @@ backend cannot be reached at all.
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import os
 import sqlite3
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,14 +177,39 @@ def check_durability(report: Report, backend: Any, scheme: str,
 # --- clock --------------------------------------------------------------------------------
 
 
-def server_time(info: dict[str, Any] | None) -> float | None:
+def server_skew(info: dict[str, Any] | None, asked_at: tuple[float, float]) -> float | None:
+    """Server clock minus this host's, in seconds, or None when the server gives no time.
+
+    A backend's own ``clock_skew`` (this host minus the server, measured around one round
+    trip) is preferred; otherwise the server's time is compared with the middle of the call.
+    """
     if not info:
         return None
     n = _norm(info)
+    own = n.get("clock-skew")
+    if isinstance(own, (int, float)) and not isinstance(own, bool):
+        return -float(own)
     for key in ("time", "server-time", "now", "clock"):
-        value = n.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        value = _epoch(n.get(key))
+        if value is not None:
+            return value - (asked_at[0] + asked_at[1]) / 2
+    return None
+
+
+def _epoch(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.timestamp()
     return None
 
 
@@ -189,33 +217,35 @@ def check_clock(report: Report, info: dict[str, Any] | None, asked_at: tuple[flo
                 scheme: str = "") -> None:
     sec = "clock"
     report.section(sec)
-    remote = server_time(info)
-    if remote is None and scheme in ("sqlite", "memory"):
+    skew = server_skew(info, asked_at)
+    if skew is None and scheme in ("sqlite", "memory"):
         report.note(sec, "the store lives on this host and every time comes from this host's "
                          "clock: no skew against a server is possible")
         return
-    if remote is None:
+    if skew is None:
         report.note(sec, f"clock skew against the server: {NOT_AVAILABLE}")
         return
     t0, t1 = asked_at
-    skew = remote - (t0 + t1) / 2
     report.fact(sec, "skew_seconds", round(skew, 4))
-    report.fact(sec, "uncertainty_seconds", round((t1 - t0) / 2, 4))
-    if abs(skew) > SKEW_WARN_SECONDS + (t1 - t0) / 2:
+    report.fact(sec, "measured within", f"{t1 - t0:.4f}s")
+    if abs(skew) > SKEW_WARN_SECONDS + (t1 - t0):
         side = "behind" if skew > 0 else "ahead of"
         report.warn(sec, f"this host's clock is {abs(skew):.2f}s {side} the server's: leases "
                          "and etas are judged by each host's clock, so skewed hosts expire "
                          "leases early or late. Run NTP (chrony, systemd-timesyncd).")
+    else:
+        report.note(sec, f"this host's clock agrees with the server's within "
+                         f"{SKEW_WARN_SECONDS:g}s")
 
 
 # --- connections --------------------------------------------------------------------------
 
 
-def _tcp_timers() -> dict[int, tuple[str, float, int]]:
-    """socket inode -> (timer name, seconds left, probes sent) from /proc/net/tcp{,6}."""
+def _tcp_timers() -> dict[tuple[str, str], tuple[str, float, int]]:
+    """(local, peer) -> (timer name, seconds left, probes sent), from /proc/net/tcp{,6}."""
     names = {0: "off", 1: "on", 2: "keepalive", 3: "timewait", 4: "persist"}
     hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    out: dict[int, tuple[str, float, int]] = {}
+    out: dict[tuple[str, str], tuple[str, float, int]] = {}
     for path in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(path) as f:
@@ -228,11 +258,21 @@ def _tcp_timers() -> dict[int, tuple[str, float, int]]:
                 continue
             timer, _, ticks = cols[5].partition(":")
             try:
-                out[int(cols[9])] = (names.get(int(timer, 16), timer), int(ticks, 16) / hz,
-                                     int(cols[6], 16))
+                key = (_proc_addr(cols[1]), _proc_addr(cols[2]))
+                out[key] = (names.get(int(timer, 16), timer), int(ticks, 16) / hz,
+                            int(cols[6], 16))
             except ValueError:
                 continue
     return out
+
+
+def _proc_addr(text: str) -> str:
+    """/proc/net/tcp's ``0100007F:18EB`` (32-bit words in host order) as ``127.0.0.1:6379``."""
+    hexip, _, hexport = text.partition(":")
+    raw = b"".join(int(hexip[i:i + 8], 16).to_bytes(4, sys.byteorder)
+                   for i in range(0, len(hexip), 8))
+    ip = ipaddress.ip_address(raw)
+    return f"{ip}:{int(hexport, 16)}"
 
 
 def _is_tcp(conn: dict[str, Any]) -> bool:
@@ -253,14 +293,10 @@ def check_connections(report: Report, sec: str, conns: list[Any], own: bool) -> 
     rows = []
     for raw in conns:
         c = _conn_dict(raw)
-        if own and isinstance(c.get("fd"), int):
-            try:
-                inode = os.fstat(c["fd"]).st_ino
-            except OSError:
-                inode = None
-            if inode in timers:
-                name, left, probes = timers[inode]
-                c["timer"] = f"timer:({name},{left:.0f}sec,{probes})"
+        found = timers.get((str(c.get("local")), str(c.get("peer"))))
+        if found is not None:
+            name, left, probes = found
+            c["timer"] = f"timer:({name},{left:.0f}sec,{probes})"
         rows.append(c)
         if not _is_tcp(c):
             continue
@@ -332,13 +368,13 @@ def diagnose(app: App) -> tuple[Report, int]:
     """Run every check; returns the report and the exit status."""
     report = Report()
     url = app.broker_url
-    scheme = urlsplit(url).scheme
     try:
         backend = raw_backend(app.open_backend())
     except Exception as exc:
         report.fact("backend", "url", _redacted(url))
         report.warn("backend", f"cannot open the backend: {type(exc).__name__}: {exc}")
         return report, 2
+    scheme = urlsplit(str(getattr(backend, "url", url))).scheme
     try:
         report.fact("backend", "url", backend.url)
         report.fact("backend", "class", f"{type(backend).__module__}.{type(backend).__name__}")
