@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -62,18 +66,42 @@ def test_a_missing_directory_is_named_with_the_fix(tmp_path: Path) -> None:
     assert "mkdir" in str(caught.value)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere; needs a normal user")
-def test_an_unwritable_directory_is_named_with_the_fix(tmp_path: Path) -> None:
-    locked = tmp_path / "ro"
+_OPEN_AS_OTHER_USER = """
+import sys
+from stalwart.backends.sqlite import SQLiteBackend
+from stalwart.errors import ConfigurationError
+try:
+    SQLiteBackend(sys.argv[1])
+except ConfigurationError as exc:
+    print(exc)
+"""
+
+
+def test_an_unwritable_directory_is_named_with_the_fix() -> None:
+    base = Path(tempfile.mkdtemp(prefix="stalwart-ro-"))
+    locked = base / "ro"
     locked.mkdir()
-    locked.chmod(0o500)
+    base.chmod(0o755)
+    locked.chmod(0o555)
+    url = f"sqlite:///{locked / 'x.db'}"
     try:
-        with pytest.raises(ConfigurationError) as caught:
-            SQLiteBackend(f"sqlite:///{locked / 'x.db'}")
-        assert str(locked) in str(caught.value)
-        assert "write access" in str(caught.value)
+        if os.geteuid() != 0:
+            with pytest.raises(ConfigurationError) as caught:
+                SQLiteBackend(url)
+            text = str(caught.value)
+        else:  # root writes anywhere: check as an unprivileged user instead
+            setpriv = shutil.which("setpriv")
+            if setpriv is None:
+                pytest.skip("running as root without setpriv to drop privileges")
+            text = subprocess.run(
+                [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+                 sys.executable, "-c", _OPEN_AS_OTHER_USER, url],
+                capture_output=True, text=True, timeout=60, check=True,
+            ).stdout
+        assert str(locked) in text
+        assert "write access" in text
     finally:
-        locked.chmod(0o700)
+        shutil.rmtree(base)
 
 
 def test_a_file_that_is_not_a_database_gives_a_clear_backend_error(tmp_path: Path) -> None:

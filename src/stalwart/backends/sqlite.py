@@ -199,6 +199,18 @@ class _Deltas:
                 )
 
 
+_OPEN: weakref.WeakSet[SQLiteBackend] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    """A lock held by another thread at fork time would stay held forever in the child."""
+    for backend in list(_OPEN):
+        backend._conns_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 class SQLiteBackend(BackendBase):
     """The contract on one SQLite file: atomic transactions, safe for many local processes."""
 
@@ -220,6 +232,7 @@ class SQLiteBackend(BackendBase):
         self._conns: list[tuple[int, weakref.ref[threading.Thread], sqlite3.Connection]] = []
         self._conns_lock = threading.Lock()
         self._closed = False
+        _OPEN.add(self)
         self._initialize()
 
     # -- connections and transactions -----------------------------------------------------
