@@ -104,6 +104,11 @@ def test_an_unwritable_directory_is_named_with_the_fix() -> None:
         shutil.rmtree(base)
 
 
+def test_a_directory_instead_of_a_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="is a directory"):
+        SQLiteBackend(f"sqlite:///{tmp_path}")
+
+
 def test_a_file_that_is_not_a_database_gives_a_clear_backend_error(tmp_path: Path) -> None:
     path = tmp_path / "garbage.db"
     path.write_bytes(os.urandom(8192))

@@ -102,6 +102,11 @@ def _check_writable(path: str, url: str) -> None:
     """Fail early, and say what to do, when WAL cannot create its files beside ``path``."""
     full = os.path.abspath(path)
     directory = os.path.dirname(full)
+    if os.path.isdir(full):
+        raise ConfigurationError(
+            f"the SQLite database path {full!r} (from {url!r}) is a directory; name a file "
+            f"in it, e.g. sqlite:///{os.path.join(full, 'stalwart.db')}"
+        )
     if not os.path.isdir(directory):
         raise ConfigurationError(
             f"the directory of the SQLite database {full!r} (from {url!r}) does not exist; "
@@ -252,6 +257,9 @@ class SQLiteBackend(BackendBase):
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = OFF")
+            # After a checkpoint, truncate the WAL file back to this size instead of
+            # keeping its largest size forever.
+            conn.execute("PRAGMA journal_size_limit = 67108864")
         except sqlite3.Error:
             conn.close()
             raise
