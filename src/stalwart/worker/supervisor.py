@@ -1,0 +1,580 @@
+"""The supervisor: claims in batches, hands jobs to a pool, settles outcomes in batches.
+
+One consume loop in the main thread does every claim and settle (one round trip for many
+outcomes); the pool only runs task code; a heartbeat thread of its own extends the leases.
+Every delivery the supervisor holds is in ``held`` until an outcome for it was settled (or
+refused), so nothing it claimed can be forgotten: it is run, given back, or its lease runs
+out and another worker recovers it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..app import App
+from ..backends.base import (
+    Backend,
+    Bury,
+    Complete,
+    Delivery,
+    ErrorInfo,
+    Lease,
+    Outcome,
+    Release,
+    Reschedule,
+    WorkerInfo,
+)
+from ..backends.resilient import Resilient
+from ..errors import (
+    ConfigurationError,
+    SignatureError,
+    TimeLimitExceeded,
+    UndecodableMessage,
+)
+from ..ids import new_token
+from ..message import decode
+from ..task import Task
+from .async_pool import AsyncPool
+from .execute import unknown_task
+from .heartbeat import Heartbeat
+from .jobs import Event, Finished, Job, Lost, ProgressReport, Verdict
+from .logging import EventLog
+from .outcomes import decide, exc_name
+from .process_pool import ProcessPool
+from .thread_pool import ThreadPool
+
+PROGRESS_INTERVAL = 1.0  # seconds between progress writes for one delivery
+POLL_SECONDS = 0.2  # longest the loop blocks, so signals and deadlines are seen promptly
+MAX_IDLE_DELAY = 0.5  # longest pause between claims that found nothing
+SETTLE_BATCH = 500
+
+
+class Pool(Protocol):
+    kind: str
+    replaced: int
+
+    def start(self) -> None: ...
+    def free_slots(self) -> int: ...
+    def running(self) -> int: ...
+    def pids(self) -> list[int]: ...
+    def submit(self, job: Job) -> None: ...
+    def wait(self, timeout: float) -> list[Event]: ...
+    def kill(self, job_id: str) -> None: ...
+    def close(self, timeout: float = 5.0) -> None: ...
+
+
+POOLS: dict[str, Callable[[App, int], Pool]] = {
+    "process": ProcessPool, "thread": ThreadPool, "async": AsyncPool,
+}
+
+
+@dataclass(eq=False)
+class Held:
+    """A delivery this worker holds, from claim until its outcome is settled."""
+
+    delivery: Delivery
+    job: Job | None
+    task: Task[Any, Any] | None
+    received: float
+    started: float | None = None
+    hard_at: float | None = None
+    killed_for: str | None = None  # "time-limit" | "shutdown"
+    lost: bool = False  # the heartbeat found the lease gone: no longer ours
+    settling: bool = False
+    progress: tuple[float, float | None, str | None] | None = None
+    progress_sent: float = 0.0
+    duration: float | None = None  # how long the task ran, once it ended
+
+    @property
+    def lease(self) -> Lease:
+        return self.delivery.lease
+
+    def fields(self) -> dict[str, Any]:
+        d = self.delivery
+        return {"task": d.task, "id": d.lease.message_id, "job": d.job_id, "queue": d.queue,
+                "delivery": d.deliveries}
+
+
+class Supervisor:
+    """``stalwart worker``'s engine; ``run()`` until a signal or ``request_stop()``."""
+
+    def __init__(
+        self,
+        app: App,
+        queues: list[str],
+        *,
+        concurrency: int | None = None,
+        pool: str = "process",
+        lease_seconds: float | None = None,
+        heartbeat_seconds: float | None = None,
+        prefetch: int | None = None,
+        shutdown_timeout: float = 30.0,
+        recover_interval: float | None = None,
+        worker_id: str | None = None,
+        health_port: int | None = None,
+        backend_factory: Callable[[], Backend] | None = None,
+        install_signals: bool = True,
+        log: EventLog | None = None,
+    ) -> None:
+        if pool not in POOLS:
+            raise ConfigurationError(f"unknown pool {pool!r}; use one of {sorted(POOLS)}")
+        if not queues:
+            raise ConfigurationError("a worker needs at least one queue (-Q name,other)")
+        self.app = app
+        self.queues = list(dict.fromkeys(queues))
+        self.concurrency = max(1, concurrency or os.cpu_count() or 1)
+        self.pool_kind = pool
+        self.lease_seconds = float(lease_seconds or app.lease_seconds)
+        self.log = log or EventLog()
+        heartbeat = float(heartbeat_seconds or app.heartbeat_seconds)
+        if heartbeat > self.lease_seconds / 3:
+            self.log.event(logging.WARNING, "heartbeat shortened", was=heartbeat,
+                           now=round(self.lease_seconds / 3, 3),
+                           detail="a lease must survive two missed heartbeats")
+            heartbeat = self.lease_seconds / 3
+        self.heartbeat_seconds = heartbeat
+        self.prefetch = self.concurrency if prefetch is None else max(0, prefetch)
+        self.shutdown_timeout = shutdown_timeout
+        self.recover_interval = recover_interval or min(5.0, self.lease_seconds / 4)
+        self.stall_seconds = 3 * self.heartbeat_seconds
+        self.hostname = socket.gethostname()
+        self.worker_id = worker_id or f"{self.hostname}:{os.getpid()}:{new_token()[:6]}"
+        self.health_port = health_port
+        self.backend_factory = backend_factory or app.open_backend
+        self.install_signals = install_signals
+
+        self.pool: Pool = POOLS[pool](app, self.concurrency)
+        self.held: dict[str, Held] = {}
+        self.pending: deque[Held] = deque()
+        self.outbox: list[tuple[Outcome, Held]] = []
+        self._lock = threading.Lock()
+        self._lost: list[Lease] = []
+        self.backend: Any = None
+        self.heartbeat: Heartbeat | None = None
+        self.started_at = time.time()
+        self.beat = time.monotonic()
+        self.last_round_trip = time.monotonic()
+        self.stalled = False
+        self.reopen = False
+        self.stop_requested = False
+        self.force_requested = False
+        self.stopping = False
+        self.forced = False
+        self.stop_deadline = 0.0
+        self.next_claim_at = 0.0
+        self.idle_delay = 0.0
+        self.claim_batch = max(1, (self.concurrency + self.prefetch) // 2)
+        self.settled = 0
+
+    # -- control ------------------------------------------------------------------------
+
+    def request_stop(self, force: bool = False) -> None:
+        """Warm stop (finish running tasks), or with ``force`` (or a second call) a cold one."""
+        if force or self.stop_requested:
+            self.force_requested = True
+        self.stop_requested = True
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.request_stop()
+
+    def _open(self, deadline: float) -> Backend:
+        return Resilient(self.backend_factory(), deadline)  # type: ignore[return-value]
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Work until stopped; returns the process exit code."""
+        self.pool.start()  # fork the children before any thread of ours exists
+        self.backend = self._open(self.app.broker_deadline)
+        self.heartbeat = Heartbeat(self, self._open(self.heartbeat_seconds), self.log)
+        self.heartbeat.start()
+        server = None
+        if self.health_port is not None:
+            from .health import serve_health
+
+            server = serve_health(self.health_port, self.health_report)
+        if self.install_signals:
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        self.log.event(logging.INFO, "worker started", worker=self.worker_id,
+                       queues=",".join(self.queues), pool=self.pool_kind,
+                       concurrency=self.concurrency, lease=self.lease_seconds,
+                       heartbeat=self.heartbeat_seconds, backend=self.backend.url)
+        failures = 0
+        try:
+            while True:
+                self.beat = time.monotonic()
+                try:
+                    if self._step():
+                        break
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    self.log.logger.error("consume loop error (%s: %s); retrying", type(exc).__name__,
+                                          exc, exc_info=failures == 1)
+                    time.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))
+        finally:
+            self._finish(server)
+        return 0
+
+    def _step(self) -> bool:
+        """One turn of the loop; True when a stop has finished."""
+        if self.reopen:
+            self._reopen()
+        self._apply_lost()
+        if self.stop_requested and not self.stopping:
+            self._begin_stop()
+        if self.force_requested and not self.forced:
+            self._kill_running("second signal: stopping now")
+        now = time.monotonic()
+        if self.stopping and not self.forced and now >= self.stop_deadline and self._running():
+            self._kill_running(f"running tasks past the {self.shutdown_timeout:g}s shutdown timeout")
+        self._enforce_time_limits(now)
+        self._dispatch()
+        if not self.stopping:
+            self._maybe_claim(now)
+            self._dispatch()
+        for event in self._wait():
+            self._on_event(event)
+        self._flush()
+        self._flush_progress()
+        if self.stalled and not self.reopen:
+            self.stalled = False
+            self.log.event(logging.WARNING, "consume loop resumed", worker=self.worker_id)
+        return self.stopping and not self.held and not self.outbox and self.pool.running() == 0
+
+    def _running(self) -> list[Held]:
+        return [e for e in self.held.values() if e.started is not None and not e.settling]
+
+    def _round_trip(self) -> None:
+        self.last_round_trip = time.monotonic()
+
+    # -- claiming and dispatching -------------------------------------------------------------
+
+    def _maybe_claim(self, now: float) -> None:
+        capacity = self.concurrency + self.prefetch
+        in_hand = self.pool.running() + len(self.pending)
+        want = capacity - in_hand
+        if want <= 0 or now < self.next_claim_at:
+            return
+        if in_hand > 0 and want < self.claim_batch:
+            return
+        deliveries = self.backend.claim(self.queues, want, self.lease_seconds, self.worker_id)
+        self._round_trip()
+        if deliveries:
+            self.idle_delay, self.next_claim_at = 0.0, 0.0
+        else:
+            self.idle_delay = min(MAX_IDLE_DELAY, max(0.01, self.idle_delay * 2))
+            self.next_claim_at = now + self.idle_delay
+        for delivery in deliveries:
+            self._receive(delivery)
+
+    def _receive(self, d: Delivery) -> None:
+        entry = Held(d, None, None, time.monotonic())
+        with self._lock:
+            self.held[d.lease.message_id] = entry
+        try:
+            msg = decode(d.body, signer=self.app.signer)
+        except SignatureError as exc:
+            self._queue(Bury(d.lease, ErrorInfo("unsigned", exc_name(exc), str(exc))), entry)
+            return
+        except UndecodableMessage as exc:
+            self._queue(Bury(d.lease, ErrorInfo("undecodable", exc_name(exc), str(exc))), entry)
+            return
+        task = self.app.tasks.get(msg.task)
+        entry.job = Job.from_message(msg, d.retries, d.deliveries, None, None)
+        if task is None:
+            v = unknown_task(entry.job)
+            self._queue(Bury(d.lease, ErrorInfo("unknown-task", v.exc_type, v.message)), entry)
+            return
+        entry.task = task
+        entry.job.time_limit = msg.time_limit if msg.time_limit is not None \
+            else task.options.time_limit
+        entry.job.soft_time_limit = msg.soft_time_limit if msg.soft_time_limit is not None \
+            else task.options.soft_time_limit
+        self.pending.append(entry)
+        self.log.event(logging.INFO, "received", **entry.fields())
+
+    def _dispatch(self) -> None:
+        while self.pending and not self.stopping and self.pool.free_slots() > 0:
+            entry = self.pending.popleft()
+            if entry.lost or entry.job is None:
+                continue
+            entry.started = time.monotonic()
+            if entry.job.time_limit:
+                entry.hard_at = entry.started + entry.job.time_limit
+            self.pool.submit(entry.job)
+            self.log.event(logging.DEBUG, "started", **entry.fields())
+
+    def _wait(self) -> list[Event]:
+        now = time.monotonic()
+        timeout = 0.0 if self.outbox else POLL_SECONDS
+        for entry in self.held.values():
+            if entry.hard_at is not None and entry.killed_for is None:
+                timeout = min(timeout, max(0.0, entry.hard_at - now))
+        idle = self.pool.running() == 0 and not self.pending and not self.stopping
+        if idle and timeout > 0:
+            # Nothing to watch in the pool: block on the backend instead (woken by new work).
+            if self.next_claim_at > now:
+                timeout = min(timeout, self.next_claim_at - now)
+            woke = self.backend.wait(self.queues, max(0.01, timeout))
+            self._round_trip()
+            if woke:
+                self.next_claim_at = 0.0
+            return []
+        if self.next_claim_at > now and self.pool.free_slots() > 0 and not self.stopping:
+            timeout = min(timeout, self.next_claim_at - now)
+        return self.pool.wait(max(0.0, timeout))
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        entry = self.held.get(event.job_id)
+        if entry is None or entry.settling or entry.started is None:
+            return  # a late word about a delivery already settled or given up
+        if isinstance(event, ProgressReport):
+            entry.progress = (event.done, event.total, event.note)
+            return
+        if isinstance(event, Finished):
+            outcome = self._outcome(entry, event.verdict)
+        else:
+            outcome = self._lost_outcome(entry, event)
+        if entry.lost:
+            self.log.event(logging.WARNING, "outcome dropped", **entry.fields(),
+                           detail="its lease was lost while it ran; another worker owns it now")
+            with self._lock:
+                self.held.pop(entry.lease.message_id, None)
+            return
+        self._queue(outcome, entry)
+
+    def _lost_outcome(self, entry: Held, event: Lost) -> Outcome:
+        job, task = entry.job, entry.task
+        assert job is not None and task is not None
+        if entry.killed_for == "time-limit":
+            exc = TimeLimitExceeded(
+                f"{job.task} ran past its hard time limit of {job.time_limit:g}s and was "
+                f"stopped ({event.detail})")
+            verdict = decide(exc, task.options.retry, job.retries, job.max_retries)
+            verdict.duration = time.monotonic() - (entry.started or entry.received)
+            return self._outcome(entry, verdict)
+        if entry.killed_for == "shutdown":
+            return Release(entry.lease, True, ErrorInfo(
+                "shutdown", None, f"the worker stopped before the task finished ({event.detail})"))
+        self.log.event(logging.ERROR, "child lost", **entry.fields(), detail=event.detail)
+        return Release(entry.lease, True, ErrorInfo("worker-lost", "stalwart.errors.WorkerLost",
+                                                    event.detail))
+
+    def _outcome(self, entry: Held, v: Verdict) -> Outcome:
+        entry.duration = v.duration
+        if v.kind == "complete":
+            return Complete(entry.lease, v.result, v.result_ttl)
+        error = ErrorInfo(v.reason or "exception", v.exc_type, v.message, v.traceback)
+        if v.kind == "reschedule":
+            return Reschedule(entry.lease, self.backend.clock() + v.delay, error)
+        return Bury(entry.lease, error)
+
+    def _queue(self, outcome: Outcome, entry: Held) -> None:
+        entry.settling = True
+        self.outbox.append((outcome, entry))
+
+    def _flush(self) -> None:
+        if not self.outbox:
+            return
+        batch = self.outbox[:SETTLE_BATCH]
+        applied = self.backend.settle([o for o, _ in batch])
+        self._round_trip()
+        del self.outbox[: len(batch)]
+        with self._lock:
+            for _, entry in batch:
+                if self.held.get(entry.lease.message_id) is entry:
+                    del self.held[entry.lease.message_id]
+        self.settled += len(batch)
+        self.next_claim_at = 0.0
+        for (outcome, entry), ok in zip(batch, applied, strict=True):
+            self._log_outcome(outcome, entry, ok)
+
+    def _log_outcome(self, o: Outcome, entry: Held, ok: bool) -> None:
+        fields = entry.fields()
+        fields["duration"] = entry.duration
+        if not ok:
+            self.log.event(logging.WARNING, "outcome refused", **fields, outcome=type(o).__name__,
+                           detail="the lease was lost (expired and recovered); the result of "
+                                  "this attempt is discarded, another delivery runs it")
+        elif isinstance(o, Complete):
+            self.log.event(logging.INFO, "succeeded", **fields)
+        elif isinstance(o, Reschedule):
+            self.log.event(logging.WARNING, "retry scheduled", **fields, reason=o.error.reason,
+                           at=round(o.at, 3), error=_error_text(o.error))
+        elif isinstance(o, Bury):
+            self.log.event(logging.ERROR, "dead", **fields, reason=o.error.reason,
+                           error=_error_text(o.error))
+        elif o.started:
+            final = entry.delivery.deliveries >= entry.delivery.max_deliveries
+            reason = o.error.reason if o.error else "worker-lost"
+            self.log.event(logging.ERROR if final else logging.WARNING,
+                           "dead" if final else "released", **fields, reason=reason,
+                           error=_error_text(o.error) if o.error else None)
+        else:
+            self.log.event(logging.DEBUG, "released", **fields, reason="unstarted")
+
+    def _flush_progress(self) -> None:
+        now = time.monotonic()
+        for entry in list(self.held.values()):
+            if entry.progress is None or entry.lost or entry.settling:
+                continue
+            if now - entry.progress_sent < PROGRESS_INTERVAL:
+                continue
+            done, total, note = entry.progress
+            entry.progress, entry.progress_sent = None, now
+            self.backend.progress(entry.lease, done, total, note)
+            self._round_trip()
+
+    # -- limits, leases, stopping -------------------------------------------------------------
+
+    def _enforce_time_limits(self, now: float) -> None:
+        for entry in self._running():
+            if entry.hard_at is not None and entry.hard_at <= now and entry.killed_for is None:
+                entry.killed_for = "time-limit"
+                self.log.event(logging.WARNING, "time limit", **entry.fields(),
+                               limit=entry.job.time_limit if entry.job else None)
+                self.pool.kill(entry.lease.message_id)
+
+    def held_leases(self) -> list[Lease]:
+        """Every lease still ours (for the heartbeat thread)."""
+        with self._lock:
+            return [e.lease for e in self.held.values() if not e.lost]
+
+    def leases_lost(self, leases: list[Lease]) -> None:
+        """The heartbeat found these no longer held (called from its thread)."""
+        with self._lock:
+            self._lost.extend(leases)
+
+    def _apply_lost(self) -> None:
+        with self._lock:
+            lost, self._lost = self._lost, []
+        for lease in lost:
+            entry = self.held.get(lease.message_id)
+            if entry is None or entry.lease != lease or entry.settling or entry.lost:
+                continue
+            entry.lost = True
+            self.log.event(logging.WARNING, "lease lost", **entry.fields(),
+                           running=entry.started is not None)
+            if entry.started is None:
+                with self._lock:
+                    self.held.pop(lease.message_id, None)
+                try:
+                    self.pending.remove(entry)
+                except ValueError:
+                    pass
+
+    def _begin_stop(self) -> None:
+        self.stopping = True
+        self.stop_deadline = time.monotonic() + self.shutdown_timeout
+        if hasattr(self.pool, "respawn"):
+            self.pool.respawn = False
+        self.log.event(logging.WARNING, "stopping", worker=self.worker_id,
+                       running=len(self._running()), prefetched=len(self.pending),
+                       timeout=self.shutdown_timeout)
+        while self.pending:
+            entry = self.pending.popleft()
+            if not entry.lost:
+                self._queue(Release(entry.lease, False), entry)
+
+    def _kill_running(self, why: str) -> None:
+        self.forced = True
+        running = [e for e in self._running() if e.killed_for is None]
+        if running:
+            self.log.event(logging.WARNING, "killing tasks", worker=self.worker_id,
+                           count=len(running), detail=why)
+        for entry in running:
+            entry.killed_for = "shutdown"
+            self.pool.kill(entry.lease.message_id)
+
+    def _finish(self, server: Any) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat.join(timeout=self.heartbeat_seconds + 5)
+        self.pool.close()
+        if server is not None:
+            server.shutdown()
+        try:
+            if self.backend is not None:
+                self.backend.unregister_worker(self.worker_id)
+        except Exception as exc:
+            self.log.event(logging.WARNING, "unregister failed", worker=self.worker_id,
+                           error=f"{type(exc).__name__}: {exc}")
+        for backend in (self.backend, self.heartbeat.backend if self.heartbeat else None):
+            try:
+                if backend is not None:
+                    backend.inner.close()
+            except Exception:
+                pass
+        self.log.event(logging.INFO, "worker stopped", worker=self.worker_id,
+                       settled=self.settled, left=len(self.held))
+
+    # -- watchdog and health -----------------------------------------------------------------
+
+    def watch_loop(self) -> None:
+        """From the heartbeat thread: a consume loop stuck past the bound gets a new backend."""
+        age = time.monotonic() - self.beat
+        if age <= self.stall_seconds or self.stalled:
+            return
+        self.stalled = True
+        self.reopen = True
+        self.log.event(logging.ERROR, "consume loop stalled", worker=self.worker_id,
+                       seconds=round(age, 1),
+                       detail="closing and reopening the backend; the loop restarts")
+        try:
+            self.backend.inner.close()  # unblocks a call hung on a dead connection
+        except Exception:
+            pass
+
+    def _reopen(self) -> None:
+        self.reopen = False
+        self.backend = self._open(self.app.broker_deadline)
+        self.log.event(logging.WARNING, "backend reopened", worker=self.worker_id,
+                       backend=self.backend.url)
+
+    def health(self) -> str:
+        now = time.monotonic()
+        if self.stalled or now - self.beat > self.stall_seconds:
+            return "stalled"
+        if self.heartbeat is not None and now - self.heartbeat.last_ok > self.stall_seconds:
+            return "heartbeat-failing"
+        return "ok"
+
+    def health_report(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {
+            "worker": self.worker_id, "health": self.health(),
+            "loop_age": round(now - self.beat, 3),
+            "round_trip_age": round(now - self.last_round_trip, 3),
+            "running": self.pool.running(), "prefetched": len(self.pending),
+            "stopping": self.stopping,
+        }
+
+    def info(self) -> WorkerInfo:
+        meta = self.health_report()
+        meta.update(children=self.pool.pids(), lease_seconds=self.lease_seconds,
+                    heartbeat_seconds=self.heartbeat_seconds, replaced=self.pool.replaced,
+                    health_port=self.health_port)
+        return WorkerInfo(
+            id=self.worker_id, hostname=self.hostname, pid=os.getpid(),
+            queues=tuple(self.queues), concurrency=self.concurrency, pool=self.pool_kind,
+            started_at=self.started_at, meta=meta,
+        )
+
+
+def _error_text(error: ErrorInfo) -> str | None:
+    if error.exc_type is None and error.message is None:
+        return None
+    return f"{error.exc_type or ''}: {error.message or ''}".strip(": ")
