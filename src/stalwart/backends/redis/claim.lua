@@ -1,0 +1,36 @@
+-- Lease up to ARGV[3] ready messages of one queue: highest priority first, then oldest id.
+-- ARGV[4] is the lease expiry (text), ARGV[5] the worker id; each token is ARGV[6] (fresh
+-- random hex, the same length every call) .. its index .. ARGV[7] ('.' .. queue), unique
+-- per claim and telling later calls which queue's slot holds the message. Scheduled messages whose eta has passed join the ready set
+-- first (their state stays 'scheduled' until claimed, as the contract shows them).
+-- Returns one array per delivery: id, task, body, priority, deliveries, retries,
+-- max_deliveries, job ('' for none), token.
+local limit, expires, worker = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local due = redis.call('ZRANGEBYSCORE', key('sched'), '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  redis.call('ZREM', key('sched'), id)
+  redis.call('ZADD', key('ready'), ready_score(redis.call('HGET', mkey(id), 'priority')), id)
+end
+local out = {}
+if limit > 0 then
+  local ids = redis.call('ZRANGE', key('ready'), 0, limit - 1)
+  for i, id in ipairs(ids) do
+    local h = mkey(id)
+    local f = redis.call('HMGET', h, 'state', 'task', 'body', 'priority', 'retries',
+      'max_deliveries', 'job')
+    if f[1] == 'queued' or f[1] == 'scheduled' then
+      local token = ARGV[6] .. i .. ARGV[7]
+      local n = redis.call('HINCRBY', h, 'deliveries', 1)
+      redis.call('HSET', h, 'token', token)
+      move(id, h, f[7], f[1], 'running', expires)
+      begin_attempt(id, n, worker)
+      out[#out + 1] = {id, f[2], f[3], f[4], tostring(n), f[5], f[6], f[7] or '', token}
+    else
+      redis.call('ZREM', key('ready'), id)  -- a stale entry; the hash says where it belongs
+    end
+  end
+end
+if redis.call('ZCARD', key('ready')) == 0 then
+  redis.call('LREM', key('wake'), 0, 'r')
+end
+return out

@@ -1,0 +1,86 @@
+"""The Lua scripts beside this module: loaded by SHA on first use, reloaded if the server lost them.
+
+Every per-queue script gets ``lib.lua`` (the shared state-transition helpers) prepended, and
+is called with one key in the queue's slot plus ``ARGV[1]`` = the queue's key base and
+``ARGV[2]`` = the client's clock. Calls go out as one pipeline: one round trip per batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+import redis
+
+PER_QUEUE = (
+    "enqueue", "heads", "claim", "extend", "settle", "progress", "recover", "cancel",
+    "requeue", "purge",
+)
+STORE_WIDE = ("reserve", "register")
+
+
+def _source(name: str) -> str:
+    return resources.files(__package__).joinpath(f"{name}.lua").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One script call: which script, the key that routes it to its slot, its ARGV."""
+
+    script: str
+    key: str
+    args: Sequence[Any]
+
+
+class Scripts:
+    """The scripts' sources and SHAs, and one way to run a batch of calls."""
+
+    def __init__(self) -> None:
+        lib = _source("lib")
+        self.sources = {name: f"{lib}\n{_source(name)}" for name in PER_QUEUE}
+        self.sources.update({name: _source(name) for name in STORE_WIDE})
+        self.shas = {
+            name: hashlib.sha1(src.encode("utf-8")).hexdigest()
+            for name, src in self.sources.items()
+        }
+        self._load_lock = threading.Lock()
+
+    def load(self, client: redis.Redis) -> None:
+        """Send every script to the server (after a restart or SCRIPT FLUSH lost them)."""
+        with self._load_lock:
+            pipe = client.pipeline(transaction=False)
+            for src in self.sources.values():
+                pipe.script_load(src)
+            pipe.execute()
+
+    def run(self, client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
+        """Run ``calls`` in one pipeline and return their replies in order.
+
+        A call the server refused with NOSCRIPT never ran, so it is sent again once the
+        scripts are loaded; any other error is raised.
+        """
+        if not calls:
+            return []
+        results = self._send(client, calls)
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            self.load(client)
+            again = self._send(client, [calls[i] for i in missing])
+            for i, r in zip(missing, again, strict=True):
+                results[i] = r
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
+
+    def _send(self, client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        for c in calls:
+            pipe.evalsha(self.shas[c.script], 1, c.key, *c.args)
+        return list(pipe.execute(raise_on_error=False))
