@@ -1,6 +1,6 @@
 """Core throughput of the SQLite backend on a temporary file: enqueue, claim and settle.
 
-Run: python bench/sqlite_core.py [--messages 20000] [--single 20000]
+Run: python bench/sqlite_core.py [--messages 20000] [--single 20000] [--processes 4]
 
 Every write is a durable commit (WAL, synchronous=FULL), so the one-by-one enqueue rate is
 bounded by the disk's fsync latency; batches share one commit.
@@ -9,6 +9,7 @@ bounded by the disk's fsync latency; batches share one commit.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,16 +32,40 @@ def _timed(fn: Callable[[], int]) -> tuple[int, float]:
     return done, time.perf_counter() - started
 
 
+def _drain(url: str, queue: str, limit: int, start: multiprocessing.synchronize.Event) -> None:
+    backend = SQLiteBackend(url)
+    start.wait()
+    while got := backend.claim([queue], limit, 60.0, "bench"):
+        backend.settle([Complete(d.lease, "1") for d in got])
+    backend.close()
+
+
+def _drain_in_processes(url: str, queue: str, limit: int, processes: int) -> float:
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_drain, args=(url, queue, limit, start)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)  # let every interpreter start and open the file
+    started = time.perf_counter()
+    start.set()
+    for p in procs:
+        p.join()
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000, help="for the batched runs")
     parser.add_argument("--single", type=int, default=20_000, help="for the one-by-one runs")
     parser.add_argument("--batch", type=int, default=500, help="enqueue batch size")
     parser.add_argument("--claim", type=int, default=100, help="claim batch size")
+    parser.add_argument("--processes", type=int, default=4, help="for the shared-file run")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        backend = SQLiteBackend(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        backend = SQLiteBackend(url)
         rows: list[tuple[str, int, float]] = []
 
         batched = _messages(args.messages, "bulk")
@@ -77,6 +102,15 @@ def main() -> None:
             return done
 
         rows.append(("claim 1 + complete 1", *_timed(claim_and_complete_single)))
+
+        for limit in (args.claim, 10):
+            queue = f"shared-{limit}"
+            shared = _messages(args.messages, queue)
+            for start in range(0, len(shared), args.batch):
+                backend.enqueue(shared[start:start + args.batch])
+            seconds = _drain_in_processes(url, queue, limit, args.processes)
+            rows.append((f"{args.processes} processes, claim {limit} + settle",
+                         len(shared), seconds))
 
         def recover_idle() -> int:
             for _ in range(1000):

@@ -143,3 +143,28 @@ def test_a_lock_held_past_busy_timeout_raises_a_transient_error(tmp_path: Path) 
     assert backend.enqueue([NewMessage("m1", "t")]) == ["m1"]  # nothing half-written
     assert backend.queue_stats()[0].counts.accepted == 1
     backend.close()
+
+
+def _die_inside_a_write(path: str) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("UPDATE messages SET state = 'succeeded'")
+    conn.execute("DELETE FROM queue_counts")
+    os.kill(os.getpid(), 9)
+
+
+def test_a_process_killed_inside_a_write_leaves_nothing_half_done(tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    backend = SQLiteBackend(f"sqlite:///{path}?busy_timeout=10")
+    backend.enqueue([NewMessage(f"m{i}", "t") for i in range(5)])
+    child = multiprocessing.get_context("spawn").Process(
+        target=_die_inside_a_write, args=(str(path),))
+    child.start()
+    child.join(30)
+    assert child.exitcode == -9
+    # The lock died with the process; the half-written transaction is gone.
+    assert [m.state for m in backend.messages()] == [State.QUEUED] * 5
+    assert backend.queue_stats()[0].counts.accepted == 5
+    got = backend.claim(["default"], 5, 30.0, "w")
+    assert len(got) == 5 and all(backend.settle([Complete(d.lease) for d in got]))
+    backend.close()
