@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
+import time
 from pathlib import Path
+from typing import Any
 
 from stalwart.backends.base import Complete, NewMessage
 from stalwart.backends.sqlite import SQLiteBackend
@@ -98,12 +101,30 @@ def test_hot_paths_search_indexes_and_never_scan_the_messages_table(tmp_path: Pa
     backend.close()
 
 
-def test_schema_is_created_once_by_racing_openers(tmp_path: Path) -> None:
+def _open_and_enqueue(url: str, tag: int, start: Any) -> None:
+    start.wait(30)
+    backend = SQLiteBackend(url)
+    backend.enqueue([NewMessage(f"m{tag}", "t")])
+    backend.close()
+
+
+def test_processes_racing_to_create_the_schema_all_succeed(tmp_path: Path) -> None:
     path = tmp_path / "race.db"
-    openers = [SQLiteBackend(f"sqlite:///{path}") for _ in range(3)]
+    url = f"sqlite:///{path}"
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_open_and_enqueue, args=(url, n, start)) for n in range(4)]
+    for p in procs:
+        p.start()
+    time.sleep(0.5)
+    start.set()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    backend = SQLiteBackend(url)
+    assert sorted(m.id for m in backend.messages()) == ["m0", "m1", "m2", "m3"]
+    backend.close()
     conn = sqlite3.connect(path)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()
     assert {"messages", "attempts", "queue_counts", "jobs", "workers"} <= tables
-    for b in openers:
-        b.close()
