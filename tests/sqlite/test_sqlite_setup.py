@@ -26,8 +26,18 @@ def test_three_slashes_is_relative_to_the_working_directory(
     monkeypatch.chdir(tmp_path)
     backend = open_backend("sqlite:///stalwart.db")
     backend.enqueue([NewMessage("m1", "t")])
-    backend.close()
     assert (tmp_path / "stalwart.db").exists()
+    # Resolved when opened: a later chdir does not move it, even for a new thread.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    seen: list[object] = []
+    thread = threading.Thread(target=lambda: seen.append(backend.message("m1")))
+    thread.start()
+    thread.join()
+    assert seen[0] is not None
+    assert not (elsewhere / "stalwart.db").exists()
+    backend.close()
 
 
 def test_four_slashes_is_absolute_and_a_second_opener_sees_the_same_store(

@@ -230,7 +230,8 @@ class SQLiteBackend(BackendBase):
             given["retention"] = retention
         self.url = redact(url)
         self.clock = clock
-        self.path = _database_path(url)
+        # Resolved once: a later chdir (a daemonizing worker) must not move the database.
+        self.path = os.path.abspath(_database_path(url))
         self.busy_timeout, self.retention = _options(url, given)
         _check_writable(self.path, self.url)
         self._local = threading.local()
@@ -250,7 +251,7 @@ class SQLiteBackend(BackendBase):
             )
         except sqlite3.Error as exc:
             raise ConfigurationError(
-                f"cannot open the SQLite database {os.path.abspath(self.path)!r} ({exc}); "
+                f"cannot open the SQLite database {self.path!r} ({exc}); "
                 "check the path and its permissions"
             ) from exc
         try:
@@ -326,7 +327,7 @@ class SQLiteBackend(BackendBase):
                 raise self._translate(exc) from exc
 
     def _translate(self, exc: sqlite3.Error) -> BackendError:
-        full = os.path.abspath(self.path)
+        full = self.path
         text = str(exc).lower()
         if "not a database" in text or "malformed" in text or "corrupt" in text:
             return BackendError(
@@ -357,7 +358,7 @@ class SQLiteBackend(BackendBase):
                 raise self._translate(exc) from exc
         if str(mode).lower() != "wal":
             raise BackendError(
-                f"could not switch the SQLite database {os.path.abspath(self.path)!r} to WAL "
+                f"could not switch the SQLite database {self.path!r} to WAL "
                 f"mode (it reports {mode!r}); WAL needs a local file system, not a network share"
             )
 
@@ -365,7 +366,7 @@ class SQLiteBackend(BackendBase):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise SchemaError(
-                    f"the SQLite database {os.path.abspath(self.path)!r} has schema version "
+                    f"the SQLite database {self.path!r} has schema version "
                     f"{version}, newer than this stalwart understands ({SCHEMA_VERSION}); "
                     "upgrade stalwart on this machine"
                 )
@@ -379,7 +380,7 @@ class SQLiteBackend(BackendBase):
                 ).fetchall()
                 if user_tables:
                     raise SchemaError(
-                        f"the SQLite database {os.path.abspath(self.path)!r} holds other tables "
+                        f"the SQLite database {self.path!r} holds other tables "
                         f"({', '.join(r[0] for r in user_tables[:5])}) and no stalwart schema; "
                         "point the URL at a file of its own"
                     )
