@@ -58,10 +58,11 @@ def decide(
     if isinstance(exc, RetryRequested):
         limit = exc.max_retries if exc.max_retries is not None else max_retries
         cause = exc.exc if exc.exc is not None else exc
+        where = cause if cause.__traceback__ is not None else exc  # exc= often never raised
         if policy.retries_left(retries_done, limit):
             delay = exc.countdown if exc.countdown is not None else policy.delay(retries_done)
-            return _reschedule(cause, delay, _reason(cause))
-        return _bury("retries-exhausted", cause)
+            return _reschedule(cause, delay, _reason(cause), where)
+        return _bury("retries-exhausted", cause, where)
     reason = _reason(exc)
     if policy.applies_to(exc):
         if policy.retries_left(retries_done, max_retries):
@@ -74,12 +75,16 @@ def _reason(exc: BaseException) -> str:
     return "time-limit" if isinstance(exc, TimeLimitExceeded) else "exception"
 
 
-def _bury(reason: str, exc: BaseException) -> Verdict:
+def _traceback(exc: BaseException) -> str | None:
+    return _format(exc) if exc.__traceback__ is not None else None
+
+
+def _bury(reason: str, exc: BaseException, where: BaseException | None = None) -> Verdict:
     return Verdict("bury", reason=reason, exc_type=exc_name(exc), message=str(exc),
-                   traceback=_format(exc) if exc.__traceback__ else None)
+                   traceback=_traceback(where or exc))
 
 
-def _reschedule(exc: BaseException, delay: float, reason: str) -> Verdict:
+def _reschedule(exc: BaseException, delay: float, reason: str,
+                where: BaseException | None = None) -> Verdict:
     return Verdict("reschedule", delay=max(0.0, float(delay)), reason=reason,
-                   exc_type=exc_name(exc), message=str(exc),
-                   traceback=_format(exc) if exc.__traceback__ else None)
+                   exc_type=exc_name(exc), message=str(exc), traceback=_traceback(where or exc))

@@ -18,7 +18,7 @@ from .child import child_main
 from .jobs import Event, Finished, Job, Lost, dump_job, load_event
 
 
-@dataclass
+@dataclass(eq=False)
 class _Child:
     process: BaseProcess
     conn: Connection
