@@ -170,7 +170,7 @@ def _watch(out: Console, backend: Backend, job_id: str, total: int, worker: subp
         done = bars.add_task("finished", total=total, note="")
         ok = bars.add_task("  succeeded", total=total, note="")
         dead = bars.add_task("  dead-lettered", total=total, note="")
-        retried = bars.add_task("  retried (attempts)", total=None, note="")
+        retried = bars.add_task("  failed attempts", total=None, note="")
         while True:
             for event in reader.poll():
                 _narrate(bars.console, event, seen)
@@ -184,7 +184,8 @@ def _watch(out: Console, backend: Backend, job_id: str, total: int, worker: subp
                         note=f"queued {c.queued}  scheduled {c.scheduled}  running {c.running}")
             bars.update(ok, completed=c.succeeded)
             bars.update(dead, completed=c.dead)
-            bars.update(retried, completed=errors, note=f"{errors} retries scheduled")
+            bars.update(retried, completed=errors,
+                        note=f"{errors} raised: retried with backoff while retries remain")
             if c.succeeded + c.dead + c.cancelled >= total and story.killed:
                 return
             if worker.poll() is not None:
@@ -307,7 +308,7 @@ def _closing_table(t: dict[str, Any], story: Story) -> Table:
 @click.option("--keep", is_flag=True, help="Keep the temporary directory (database, logs).")
 def command(count: int, concurrency: int, timeout: float, keep: bool) -> None:
     """Run a job through a real worker while tasks fail, stall and crash; show nothing is lost."""
-    out = make_console()
+    out = make_console(log_path=False)  # the story's lines, not the demo's source lines
     tmp = tempfile.mkdtemp(prefix="stalwart-demo-")
     try:
         status = _run(out, Path(tmp), count, concurrency, timeout)
@@ -333,6 +334,9 @@ def _run(out: Console, tmp: Path, count: int, concurrency: int, timeout: float) 
     app.broker_url = broker
 
     out.rule("[bold]stalwart demo")
+    out.print("A job of image tasks goes through a real worker process while tasks fail, "
+              "overrun their time limit and crash; at the end every accepted task must be in "
+              "exactly one final state.", highlight=False)
     out.print(f"store: {broker} (SQLite, WAL, synchronous=FULL)")
     log_path = tmp / "worker.log"
     started = time.monotonic()

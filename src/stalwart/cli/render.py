@@ -14,9 +14,10 @@ from ..backends.base import Counts, ErrorInfo
 COUNT_FIELDS = ("accepted", "queued", "scheduled", "running", "succeeded", "dead", "cancelled")
 
 
-def console(stderr: bool = False) -> Console:
+def console(stderr: bool = False, **options: Any) -> Console:
     """A console that wraps wide tables sensibly even when output is piped."""
-    return Console(stderr=stderr, soft_wrap=False, width=None if _is_tty(stderr) else 160)
+    return Console(stderr=stderr, soft_wrap=False, width=None if _is_tty(stderr) else 160,
+                   **options)
 
 
 def _is_tty(stderr: bool) -> bool:

@@ -1,0 +1,59 @@
+"""``stalwart demo`` end to end: a real worker, real crashes, and nothing lost at the end."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+from stalwart.cli.demo import descendants
+
+from .conftest import run_cli
+
+
+def _row(output: str, name: str) -> int:
+    match = re.search(rf"{re.escape(name)}\W+(\d+)", output)
+    assert match, f"no {name!r} row in:\n{output}"
+    return int(match.group(1))
+
+
+def test_demo_ends_with_nothing_lost() -> None:
+    r = run_cli("demo", timeout=240)
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    assert "lost = 0" in out
+    assert _row(out, "accepted") == 243
+    assert _row(out, "unaccounted") == 0
+    assert _row(out, "still in flight") == 0
+    # Every special case of the story really happened, as the store recorded it.
+    assert "fail: 1" in out  # the corrupt upload
+    assert "retries-exhausted: 1" in out  # the missing file
+    assert "worker-lost: 1" in out  # the poison message, after max_deliveries
+    assert _row(out, "dead") == 3
+    assert _row(out, "succeeded") == 240
+    assert _row(out, "recovered after crash") >= 1  # the render whose child was killed
+    assert _row(out, "retried") >= 10
+    assert "caught SoftTimeLimitExceeded" in out
+    assert "SIGKILL to worker child" in out
+
+
+def test_descendants_reads_the_process_tree_from_proc() -> None:
+    parent = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30 & wait"])
+    try:
+        deadline = time.monotonic() + 5
+        kids: list[int] = []
+        while time.monotonic() < deadline and len(kids) < 2:
+            kids = descendants(parent.pid)
+            time.sleep(0.05)
+        assert len(kids) == 2
+        assert parent.pid not in kids
+    finally:
+        parent.kill()
+        parent.wait()
+        for k in kids:
+            try:
+                os.kill(k, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
