@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from urllib.parse import urlsplit
 
 from stalwart import App
 from stalwart.backends.base import Backend, ErrorInfo, WorkerInfo
 
-from .conftest import APP, run_cli
+from .conftest import APP, TESTS_DIR, run_cli
 
 
 def _status(broker: str) -> dict:
@@ -94,3 +98,34 @@ def test_a_vanished_message_shows_as_unaccounted(broker: str, cli_store: Backend
     assert data["unaccounted_total"] == 1
     r = run_cli("status", APP, broker=broker)
     assert "unaccounted is 1" in r.stdout
+
+
+def test_status_with_a_real_worker(broker: str, cli_store: Backend) -> None:
+    for i in range(5):
+        run_cli("enqueue", APP, "cli.apps.resize", "--args", f"[{i}]", broker=broker)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "stalwart", "worker", APP, "-Q", "images", "-c", "1",
+         "--heartbeat-seconds", "0.5"],
+        cwd=TESTS_DIR, env={**os.environ, "STALWART_BROKER": broker},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        data = _status(broker)
+        while time.monotonic() < deadline and not (
+            data["workers"] and _queue(data, "images")["succeeded"] == 5
+        ):
+            time.sleep(0.2)
+            data = _status(broker)
+        (w,) = data["workers"]
+        assert w["pid"] == worker.pid and w["queues"] == ["images"] and w["pool"] == "process"
+        images = _queue(data, "images")
+        assert (images["accepted"], images["succeeded"], images["unaccounted"]) == (5, 5, 0)
+        assert images["consumers"] == 1 and data["unconsumed_queues"] == []
+        # A queue with waiting work that this worker does not consume is still flagged.
+        run_cli("enqueue", APP, "cli.apps.ping", broker=broker)
+        assert _status(broker)["unconsumed_queues"] == ["default"]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    assert _status(broker)["workers"] == []  # it unregistered on the way out
