@@ -75,7 +75,7 @@ class AsyncPool:
         return out
 
     def kill(self, job_id: str) -> None:
-        future = self.futures.pop(job_id, None)
+        future = self.futures.get(job_id)  # counted as running until wait() reports it
         if future is not None:
             future.cancel()
             self.replaced += 1

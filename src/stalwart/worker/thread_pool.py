@@ -104,7 +104,6 @@ class ThreadPool:
                 self.threads.remove(runner)
                 self._add()
                 self.replaced += 1
-                self.active.discard(job_id)
                 self.events.put(Lost(job_id, "its thread was abandoned at the hard time limit"))
                 return
 
