@@ -61,6 +61,9 @@ CREATE INDEX IF NOT EXISTS messages_dead
 CREATE INDEX IF NOT EXISTS messages_final
     ON messages (updated_at) WHERE state IN ('succeeded', 'cancelled');
 
+-- inspection of one queue, oldest first (queue and id never change: cheap to keep).
+CREATE INDEX IF NOT EXISTS messages_queue ON messages (queue, id);
+
 -- job counts by state, and the progress of a job's running members.
 CREATE INDEX IF NOT EXISTS messages_job
     ON messages (job_id, state) WHERE job_id IS NOT NULL;
