@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from ..backends.base import (
@@ -333,8 +333,10 @@ class ModelBackend(BackendBase):
             r.attempts[-1] = replace(r.attempts[-1], ended_at=now, outcome=outcome, error=error)
 
     def _select_dead(self, ids: Sequence[str] | None, queue: str | None) -> list[_Row]:
-        pool = (self._rows[i] for i in ids if i in self._rows) if ids is not None \
-            else self._rows.values()
+        if ids is None:
+            pool: Iterable[_Row] = self._rows.values()
+        else:  # an id named twice is still one message
+            pool = [self._rows[i] for i in dict.fromkeys(ids) if i in self._rows]
         return [r for r in pool if r.state == State.DEAD and (queue is None or r.msg.queue == queue)]
 
     def _counts(self, stored: dict[str, int], member) -> Counts:  # type: ignore[no-untyped-def]

@@ -148,6 +148,15 @@ class TestDeadLetters:
             info = store.message(mid)
             assert info is not None and info.state == State.QUEUED
 
+    def test_an_id_named_twice_counts_once(self, store: Backend) -> None:
+        mid = self._dead(store)
+        assert store.requeue_dead([mid, mid]) == 1
+        assert counts_of(store) == Counts(accepted=1, queued=1)
+        d = claim_one(store)
+        assert store.fail(d.lease, boom())  # type: ignore[attr-defined]
+        assert store.purge_dead([mid, mid]) == 1
+        assert counts_of(store) == Counts(accepted=1, dead=1)
+
     def test_requeue_ignores_messages_not_dead(self, store: Backend) -> None:
         queued = enqueue_one(store)
         assert store.requeue_dead([queued, new_message().id]) == 0

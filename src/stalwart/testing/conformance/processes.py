@@ -27,7 +27,7 @@ CHILD_DEADLINE = 60.0  # seconds; a child that needs longer reports what it has
 
 
 def _drain(url: str, queues: list[str], batch: int, total: int, name: str, barrier: Any,
-           results: Any) -> None:
+           results: Any, work_seconds: float) -> None:
     """Claim and settle until every message of the test is final; report what was done."""
     report: dict[str, Any] = {"worker": name, "completed": [], "claimed": 0, "refused": 0,
                               "error": None}
@@ -37,7 +37,12 @@ def _drain(url: str, queues: list[str], batch: int, total: int, name: str, barri
             barrier.wait(timeout=60)
             report["start"] = time.time()
             end = time.monotonic() + CHILD_DEADLINE
+            rounds = 0
             while time.monotonic() < end:
+                rounds += 1
+                if rounds % 10 == 0:  # as every worker does; no lease here is expired
+                    recovered = backend.recover_expired()
+                    assert recovered == [], f"recovered leases still held: {recovered}"
                 got = backend.claim(queues, batch, 60.0, name)
                 if not got:
                     final = sum(s.counts.succeeded + s.counts.dead
@@ -47,6 +52,7 @@ def _drain(url: str, queues: list[str], batch: int, total: int, name: str, barri
                     time.sleep(0.005)
                     continue
                 report["claimed"] += len(got)
+                time.sleep(work_seconds)  # the "task": lets the other processes interleave
                 outcomes: list[Outcome] = [
                     Bury(d.lease, ErrorInfo("fail", message="planned failure"))
                     if b'"fail": true' in d.body else Complete(d.lease, '"ok"')
@@ -65,15 +71,16 @@ def _drain(url: str, queues: list[str], batch: int, total: int, name: str, barri
     results.put(report)
 
 
-def run_workers(url: str, queues: list[str], total: int, batch: int = 20,
-                processes: int = PROCESSES) -> list[dict[str, Any]]:
+def run_workers(url: str, queues: list[str], total: int, batch: int = 10,
+                processes: int = PROCESSES, work_seconds: float = 0.001) -> list[dict[str, Any]]:
     """Start ``processes`` children draining ``queues`` together; return their reports."""
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(processes)
     results = ctx.Queue()
     children = [
         ctx.Process(target=_drain, name=f"stress-{n}",
-                    args=(url, queues, batch, total, f"proc-{n}-{os.getpid()}", barrier, results))
+                    args=(url, queues, batch, total, f"proc-{n}-{os.getpid()}", barrier, results,
+                          work_seconds))
         for n in range(processes)
     ]
     for child in children:
@@ -136,7 +143,7 @@ class TestManyProcesses:
                  for n in range(total)]
         with closing(open_backend(backend_url)) as parent:
             parent.enqueue(batch)
-            reports = run_workers(backend_url, ["stress-a", "stress-b"], total, batch=20)
+            reports = run_workers(backend_url, ["stress-a", "stress-b"], total, batch=10)
             counts = {s.queue: s.counts for s in parent.queue_stats()}
             assert_conserved(parent)
         settled = Counter(mid for r in reports for mid in r["completed"])
