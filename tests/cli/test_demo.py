@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import time
+from urllib.parse import urlsplit
 
-from stalwart.cli.demo import descendants
+from stalwart import App
+from stalwart.backends.base import Backend
+from stalwart.cli.demo import descendants, tally
 
 from .conftest import run_cli
 
@@ -57,3 +61,22 @@ def test_descendants_reads_the_process_tree_from_proc() -> None:
                 os.kill(k, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_the_closing_count_detects_loss(broker: str, cli_store: Backend) -> None:
+    """The demo's lost figure is not vacuous: a success nobody ran, or a vanished row, counts."""
+    app = App("tally-test", broker=broker)
+    ids = [app.signature("demo.thumbnail", i).set(queue="images").delay().id for i in range(3)]
+    app.close()
+    ran, not_run, vanished = ids
+    for d in cli_store.claim(["images"], 2, 30, "w"):
+        assert cli_store.complete(d.lease, "{}")
+    events = [{"event": "start", "id": ran}, {"event": "done", "id": ran}]
+    t = tally(cli_store, ids, events)
+    assert (t["lost"], t["unfinished"], t["phantom_successes"]) == (1, 1, [not_run])
+
+    with sqlite3.connect(urlsplit(broker).path[1:]) as db:
+        db.execute("DELETE FROM messages WHERE id = ?", (vanished,))
+    t = tally(cli_store, ids, events)
+    assert t["missing"] == [vanished] and t["unaccounted"] == 1
+    assert t["lost"] == 2

@@ -247,7 +247,8 @@ def tally(backend: Backend, ids: list[str], events: list[dict[str, Any]]) -> dic
     dead = Counter((m.error.reason if m.error else "unknown") for m in present
                    if m.state == State.DEAD)
     starts = [e for e in events if e["event"] == "start"]
-    lost = len(missing) + len(phantom) + abs(unaccounted) + max(0, len(ids) - accepted)
+    # A vanished row shows both as missing and as unaccounted: count it once.
+    lost = len(phantom) + max(len(missing), abs(unaccounted), len(ids) - accepted)
     return {
         "enqueued": len(ids),
         "accepted": accepted,
