@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -10,7 +11,8 @@ from typing import Any
 import pytest
 
 from stalwart.backends.base import Backend, WorkerInfo
-from stalwart.testing.services import available_kinds, postgres_url, redis_url
+from stalwart.testing.faults import redis_server
+from stalwart.testing.services import available_kinds, in_ci, postgres_url, redis_url
 
 from .conftest import APP, run_cli
 
@@ -133,3 +135,33 @@ def test_migrate_postgres_creates_then_keeps_the_schema(postgres_broker: str) ->
     assert before == 0 and after >= 1
     second = run_cli("migrate", APP, "--json", broker=postgres_broker)
     assert json.loads(second.stdout)["result"] == [after, after]
+
+
+def test_redis_durability_warnings_follow_the_server_settings() -> None:
+    """A redis-server of this test's own: durable and noeviction passes; each lapse warns."""
+    _need("redis")
+    if shutil.which("redis-server") is None:
+        reason = "SERVICE UNAVAILABLE: redis-server binary not installed (apt-get install " \
+                 "redis-server)"
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    import redis
+
+    with redis_server(appendonly=True, appendfsync="everysec") as server:
+        url = f"{server.url}?prefix=t_doctor"
+        status, data, _ = _doctor(url)
+        facts = data["sections"]["durability"]["facts"]
+        assert (facts["appendonly"], facts["appendfsync"], facts["maxmemory-policy"]) == (
+            "yes", "everysec", "noeviction")
+        assert status == 0, data["warnings"]
+
+        client = redis.Redis(port=server.port)
+        client.config_set("maxmemory-policy", "allkeys-lru")
+        client.config_set("appendonly", "no")
+        client.close()
+        status, data, _ = _doctor(url)
+        assert status == 1
+        text = " ".join(data["warnings"])
+        assert "maxmemory-policy is allkeys-lru" in text
+        assert "appendonly is no" in text

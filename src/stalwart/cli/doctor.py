@@ -108,11 +108,14 @@ def check_sqlite(report: Report, backend: Any) -> None:
 
 def check_redis(report: Report, info: dict[str, Any]) -> None:
     sec = "durability"
-    n = _norm(info)
+    n = {k: v for k, v in _norm(info).items() if v is not None}  # None: CONFIG is disabled
     aof = str(n.get("appendonly", "?")).lower()
     fsync = str(n.get("appendfsync", "?")).lower()
     save = n.get("save", "?")
     policy = str(n.get("maxmemory-policy", "?")).lower()
+    if aof == "?":
+        report.note(sec, f"appendonly: {NOT_AVAILABLE} (CONFIG GET refused?); check the "
+                         "server's persistence settings by hand")
     report.fact(sec, "appendonly", aof)
     report.fact(sec, "appendfsync", fsync)
     report.fact(sec, "save", save if save not in ("", None) else "(no snapshots)")
