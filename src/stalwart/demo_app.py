@@ -28,7 +28,6 @@ MISSING_ID = 77  # this one is never found: retried until the retries run out
 app = App(
     "demo",
     retry=Retry(max_retries=3, backoff=0.2, factor=2.0, max_delay=2.0, jitter=True),
-    max_deliveries=3,
 )
 
 
@@ -88,7 +87,7 @@ def panorama(self: Any, image_id: int) -> dict[str, Any]:
     return {"image_id": image_id, "partial": False, "tiles": tiles}
 
 
-@app.task(bind=True, queue=QUEUE, name="demo.decode_raw")
+@app.task(bind=True, queue=QUEUE, name="demo.decode_raw", max_deliveries=3)
 def decode_raw(self: Any, image_id: int) -> None:
     """A RAW file that crashes the decoder: the process dies on every single delivery."""
     me = _start(self)

@@ -18,7 +18,8 @@ from .conftest import run_cli
 
 
 def _row(output: str, name: str) -> int:
-    match = re.search(rf"{re.escape(name)}\W+(\d+)", output)
+    # A row of the closing table: "│ name   │  123 │ note │" (or "|" where boxes are ASCII).
+    match = re.search(rf"^\W*{re.escape(name)}\s+[│|]\s+(\d+)\s+[│|]", output, re.M)
     assert match, f"no {name!r} row in:\n{output}"
     return int(match.group(1))
 

@@ -30,6 +30,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ..backends.base import Backend, MessageInfo, WorkerInfo
 from ..states import FINAL_STATES, State
@@ -271,6 +272,19 @@ def tally(backend: Backend, ids: list[str], events: list[dict[str, Any]]) -> dic
     }
 
 
+def _dead_table(dead: list[MessageInfo]) -> Table:
+    table = Table(title="the dead-letter store (stalwart dead APP list): nothing dropped silently",
+                  title_justify="left")
+    for column in ("id", "task", "reason", "error", "deliveries"):
+        table.add_column(column)
+    for m in dead:
+        err = m.error
+        text = ": ".join(x for x in (err.exc_type, err.message) if x) if err else ""
+        table.add_row(m.id, m.task, err.reason if err else "?", Text(text),
+                      f"{m.deliveries}/{m.max_deliveries}")
+    return table
+
+
 def _closing_table(t: dict[str, Any], story: Story) -> Table:
     table = Table(title="what happened to every task", title_justify="left", show_header=False)
     table.add_column("", style="bold")
@@ -372,6 +386,7 @@ def _run(out: Console, tmp: Path, count: int, concurrency: int, timeout: float) 
     reader.poll()
 
     t = tally(app.backend, job.ids, reader.events)
+    out.print(_dead_table(app.backend.messages(queue="images", state=State.DEAD, limit=20)))
     app.close()
     out.print(_closing_table(t, story))
     problems = []
