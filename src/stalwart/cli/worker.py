@@ -24,7 +24,7 @@ from .common import APP_ARGUMENT, load_app
 @click.option("--heartbeat-seconds", type=click.FloatRange(min=0.1), default=None,
               help="Seconds between heartbeats (default: the App's, 10).")
 @click.option("--prefetch", type=click.IntRange(min=0), default=None,
-              help="Deliveries claimed beyond the free slots (default: the concurrency).")
+              help="Deliveries claimed beyond the free slots (default: 4 x concurrency).")
 @click.option("--shutdown-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="On SIGTERM, how long running tasks may take to finish.")
 @click.option("--recover-interval", type=click.FloatRange(min=0.1), default=None,

@@ -56,6 +56,7 @@ PROGRESS_INTERVAL = 1.0  # seconds between progress writes for one delivery
 POLL_SECONDS = 0.2  # longest the loop blocks, so signals and deadlines are seen promptly
 MAX_IDLE_DELAY = 0.5  # longest pause between claims that found nothing
 SETTLE_BATCH = 500
+SETTLE_LINGER = 0.005  # seconds an outcome may wait for others to share its round trip
 
 
 class Pool(Protocol):
@@ -142,7 +143,8 @@ class Supervisor:
                            detail="a lease must survive two missed heartbeats")
             heartbeat = self.lease_seconds / 3
         self.heartbeat_seconds = heartbeat
-        self.prefetch = self.concurrency if prefetch is None else max(0, prefetch)
+        # Celery's default multiplier: enough in hand that claims and settles come in batches.
+        self.prefetch = 4 * self.concurrency if prefetch is None else max(0, prefetch)
         self.shutdown_timeout = shutdown_timeout
         self.recover_interval = recover_interval or min(5.0, self.lease_seconds / 4)
         self.stall_seconds = 3 * self.heartbeat_seconds
@@ -156,6 +158,7 @@ class Supervisor:
         self.held: dict[str, Held] = {}
         self.pending: deque[Held] = deque()
         self.outbox: list[tuple[Outcome, Held]] = []
+        self.outbox_since = 0.0
         self._lock = threading.Lock()
         self._lost: list[Lease] = []
         self.backend: Any = None
@@ -239,13 +242,13 @@ class Supervisor:
         if self.stopping and not self.forced and now >= self.stop_deadline and self._running():
             self._kill_running(f"running tasks past the {self.shutdown_timeout:g}s shutdown timeout")
         self._enforce_time_limits(now)
-        self._dispatch()
-        if not self.stopping:
-            self._maybe_claim(now)
-            self._dispatch()
         for event in self._wait():
             self._on_event(event)
+        self._dispatch()  # free slots get their next job before any round trip
         self._flush()
+        if not self.stopping:
+            self._maybe_claim(time.monotonic())
+            self._dispatch()
         self._flush_progress()
         if self.stalled and not self.reopen:
             self.stalled = False
@@ -317,7 +320,9 @@ class Supervisor:
 
     def _wait(self) -> list[Event]:
         now = time.monotonic()
-        timeout = 0.0 if self.outbox else POLL_SECONDS
+        timeout = POLL_SECONDS
+        if self.outbox:
+            timeout = max(0.0, self.outbox_since + SETTLE_LINGER - now)
         for entry in self.held.values():
             if entry.hard_at is not None and entry.killed_for is None:
                 timeout = min(timeout, max(0.0, entry.hard_at - now))
@@ -384,15 +389,23 @@ class Supervisor:
 
     def _queue(self, outcome: Outcome, entry: Held) -> None:
         entry.settling = True
+        if not self.outbox:
+            self.outbox_since = time.monotonic()
         self.outbox.append((outcome, entry))
 
     def _flush(self) -> None:
+        """Settle what the outbox holds, once it is full, old enough, or nothing else is due."""
         if not self.outbox:
+            return
+        quiet = self.pool.running() == 0 and not self.pending
+        due = time.monotonic() - self.outbox_since >= SETTLE_LINGER
+        if not (due or quiet or self.stopping or len(self.outbox) >= SETTLE_BATCH):
             return
         batch = self.outbox[:SETTLE_BATCH]
         applied = self.backend.settle([o for o, _ in batch])
         self._round_trip()
         del self.outbox[: len(batch)]
+        self.outbox_since = time.monotonic()
         with self._lock:
             for _, entry in batch:
                 if self.held.get(entry.lease.message_id) is entry:
