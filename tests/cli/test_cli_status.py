@@ -129,3 +129,11 @@ def test_status_with_a_real_worker(broker: str, cli_store: Backend) -> None:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=30) == 0
     assert _status(broker)["workers"] == []  # it unregistered on the way out
+
+
+def test_a_bad_broker_url_is_one_line_not_a_traceback() -> None:
+    for args in (["status", APP], ["dead", APP, "list"], ["enqueue", APP, "cli.apps.ping"]):
+        r = run_cli(*args, broker="nosuch://somewhere")
+        assert r.returncode == 1, r.stderr
+        assert "no backend for URL scheme 'nosuch'" in r.stderr
+        assert "Traceback" not in r.stderr

@@ -18,7 +18,7 @@ from ..app import App
 from ..backends.base import MessageInfo
 from ..states import State
 from .common import APP_ARGUMENT, JSON_OPTION, emit_json, load_app
-from .render import ago, console, error_dict, plain, when
+from .render import ago, console, error_dict, plain, user_errors, when
 
 SCAN_LIMIT = 100_000  # --all works through the dead-letter store up to this many at once
 
@@ -63,6 +63,7 @@ def command(ctx: click.Context, app_spec: str) -> None:
 @click.option("--limit", "-n", default=50, show_default=True, help="At most this many.")
 @JSON_OPTION
 @click.pass_obj
+@user_errors
 def list_(app: App, queue: str | None, limit: int, as_json: bool) -> None:
     """Dead messages, oldest first: id, task, queue, reason, error, deliveries, when."""
     rows = app.backend.messages(queue=queue, state=State.DEAD, limit=limit)
@@ -89,6 +90,7 @@ def list_(app: App, queue: str | None, limit: int, as_json: bool) -> None:
 @click.argument("message_id")
 @JSON_OPTION
 @click.pass_obj
+@user_errors
 def show(app: App, message_id: str, as_json: bool) -> None:
     """One message: its arguments, every attempt, and the traceback of the last error."""
     m = app.backend.message(message_id)
@@ -151,6 +153,7 @@ def _check_selection(ids: tuple[str, ...], all_: bool, queue: str | None) -> Non
 @click.option("--queue", "-Q", help="With --all: only this queue.")
 @JSON_OPTION
 @click.pass_obj
+@user_errors
 def requeue(app: App, ids: tuple[str, ...], all_: bool, queue: str | None,
             as_json: bool) -> None:
     """Put dead messages back in their queue with a full retry and delivery budget."""
@@ -172,6 +175,7 @@ def requeue(app: App, ids: tuple[str, ...], all_: bool, queue: str | None,
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @JSON_OPTION
 @click.pass_obj
+@user_errors
 def purge(app: App, ids: tuple[str, ...], all_: bool, queue: str | None, yes: bool,
           as_json: bool) -> None:
     """Delete dead messages for good (the counters keep counting them as dead)."""

@@ -15,6 +15,7 @@ import click
 
 from ..errors import StalwartError
 from .common import APP_ARGUMENT, JSON_OPTION, emit_json, load_app
+from .render import user_errors
 
 
 def _parse(text: str, option: str, kind: type, kind_name: str) -> Any:
@@ -43,6 +44,7 @@ def _parse(text: str, option: str, kind: type, kind_name: str) -> Any:
 @click.option("--priority", type=click.IntRange(0, 9), help="0..9, higher first.")
 @click.option("--idempotency-key", help="Enqueue at most once per key.")
 @JSON_OPTION
+@user_errors
 def command(app_spec: str, task_name: str, args_json: str, kwargs_json: str,
             queue: str | None, countdown: float | None, priority: int | None,
             idempotency_key: str | None, as_json: bool) -> None:

@@ -10,11 +10,13 @@ import click
 
 from ..errors import StalwartError
 from .common import APP_ARGUMENT, emit_json, load_app
+from .render import user_errors
 
 
 @click.command("migrate")
 @APP_ARGUMENT
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@user_errors
 def command(app_spec: str, as_json: bool) -> None:
     """Run the backend's schema migrations, if it has any."""
     app = load_app(app_spec)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import click
 from rich.console import Console
 
 from ..backends.base import Counts, ErrorInfo
+from ..errors import StalwartError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 COUNT_FIELDS = ("accepted", "queued", "scheduled", "running", "succeeded", "dead", "cancelled")
 
@@ -81,3 +87,16 @@ def plain(value: Any) -> Any:
 def raw_backend(backend: Any) -> Any:
     """The backend under the fault-tolerant wrapper, for optional features like server_info."""
     return getattr(backend, "inner", backend)
+
+
+def user_errors(fn: F) -> F:
+    """Show a stalwart error (broker unreachable, bad setting) as one line, not a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except StalwartError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+
+    return wrapper  # type: ignore[return-value]

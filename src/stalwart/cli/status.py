@@ -21,7 +21,7 @@ from rich.text import Text
 from ..backends.base import Backend, JobInfo
 from ..states import JobState, State
 from .common import APP_ARGUMENT, JSON_OPTION, emit_json, load_app
-from .render import COUNT_FIELDS, ago, console, counts_dict, when
+from .render import COUNT_FIELDS, ago, console, counts_dict, user_errors, when
 
 DEAD_SCAN_LIMIT = 100_000  # the dead-letter store is counted by listing it, up to this many
 
@@ -178,6 +178,7 @@ def _jobs_table(data: dict[str, Any]) -> Table:
 @JSON_OPTION
 @click.option("--jobs", "job_limit", default=20, show_default=True,
               help="How many of the newest jobs to show.")
+@user_errors
 def command(app_spec: str, as_json: bool, job_limit: int) -> None:
     """Queues with every counter, live workers, jobs with progress, and the dead letters."""
     app = load_app(app_spec)
