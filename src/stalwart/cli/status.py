@@ -23,7 +23,7 @@ from ..states import JobState, State
 from .common import APP_ARGUMENT, JSON_OPTION, emit_json, load_app
 from .render import COUNT_FIELDS, ago, console, counts_dict, user_errors, when
 
-DEAD_SCAN_LIMIT = 100_000  # the dead-letter store is counted by listing it, up to this many
+DEAD_SCAN_LIMIT = 10_000  # the dead-letter store is counted by listing it, up to this many
 
 
 def collect(backend: Backend, job_limit: int = 20) -> dict[str, Any]:
