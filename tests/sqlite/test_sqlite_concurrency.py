@@ -168,3 +168,32 @@ def test_a_process_killed_inside_a_write_leaves_nothing_half_done(tmp_path: Path
     got = backend.claim(["default"], 5, 30.0, "w")
     assert len(got) == 5 and all(backend.settle([Complete(d.lease) for d in got]))
     backend.close()
+
+
+def _claim_then_die(url: str) -> None:
+    backend = SQLiteBackend(url)
+    assert len(backend.claim(["default"], 20, 1.0, "doomed")) == 20
+    os.kill(os.getpid(), 9)
+
+
+def test_leases_of_a_killed_process_come_back_after_they_expire(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lost.db'}"
+    backend = SQLiteBackend(url)
+    backend.enqueue([NewMessage(f"m{i:02d}", "t") for i in range(20)])
+    child = multiprocessing.get_context("spawn").Process(target=_claim_then_die, args=(url,))
+    child.start()
+    child.join(30)
+    assert child.exitcode == -9
+    assert backend.queue_stats()[0].counts.running == 20
+    time.sleep(1.1)
+    recovered = backend.recover_expired()
+    assert sorted(recovered) == [(f"m{i:02d}", State.QUEUED) for i in range(20)]
+    got = backend.claim(["default"], 50, 30.0, "survivor")
+    assert len(got) == 20 and all(d.deliveries == 2 for d in got)
+    assert all(backend.settle([Complete(d.lease) for d in got]))
+    info = backend.message("m00")
+    assert info is not None
+    assert [a.outcome for a in info.attempts] == ["lease-expired", "succeeded"]
+    counts = backend.queue_stats()[0].counts
+    assert (counts.accepted, counts.succeeded, counts.unaccounted) == (20, 20, 0)
+    backend.close()
