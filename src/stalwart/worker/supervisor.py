@@ -243,7 +243,10 @@ class Supervisor:
             self._kill_running(f"running tasks past the {self.shutdown_timeout:g}s shutdown timeout")
         self._enforce_time_limits(now)
         for event in self._wait():
-            self._on_event(event)
+            try:
+                self._on_event(event)
+            except Exception as exc:  # never forget a delivery: give it back instead
+                self._give_back(event.job_id, exc)
         self._dispatch()  # free slots get their next job before any round trip
         self._flush()
         if not self.stopping:
@@ -305,7 +308,7 @@ class Supervisor:
         entry.job.soft_time_limit = msg.soft_time_limit if msg.soft_time_limit is not None \
             else task.options.soft_time_limit
         self.pending.append(entry)
-        self.log.event(logging.INFO, "received", **entry.fields())
+        self._note(logging.INFO, "received", entry)
 
     def _dispatch(self) -> None:
         while self.pending and not self.stopping and self.pool.free_slots() > 0:
@@ -316,7 +319,7 @@ class Supervisor:
             if entry.job.time_limit:
                 entry.hard_at = entry.started + entry.job.time_limit
             self.pool.submit(entry.job)
-            self.log.event(logging.DEBUG, "started", **entry.fields())
+            self._note(logging.DEBUG, "started", entry)
 
     def _wait(self) -> list[Event]:
         now = time.monotonic()
@@ -354,12 +357,21 @@ class Supervisor:
         else:
             outcome = self._lost_outcome(entry, event)
         if entry.lost:
-            self.log.event(logging.WARNING, "outcome dropped", **entry.fields(),
-                           detail="its lease was lost while it ran; another worker owns it now")
+            self._note(logging.WARNING, "outcome dropped", entry,
+                       detail="its lease was lost while it ran; another worker owns it now")
             with self._lock:
                 self.held.pop(entry.lease.message_id, None)
             return
         self._queue(outcome, entry)
+
+    def _give_back(self, job_id: str, exc: Exception) -> None:
+        entry = self.held.get(job_id)
+        self.log.logger.error("cannot handle the outcome of %s (%s: %s); giving it back",
+                              job_id, type(exc).__name__, exc, exc_info=True)
+        if entry is not None and not entry.settling:
+            self._queue(Release(entry.lease, True, ErrorInfo(
+                "worker-lost", exc_name(exc), f"the worker could not record the outcome: {exc}")),
+                entry)
 
     def _lost_outcome(self, entry: Held, event: Lost) -> Outcome:
         job, task = entry.job, entry.task
@@ -374,7 +386,7 @@ class Supervisor:
         if entry.killed_for == "shutdown":
             return Release(entry.lease, True, ErrorInfo(
                 "shutdown", None, f"the worker stopped before the task finished ({event.detail})"))
-        self.log.event(logging.ERROR, "child lost", **entry.fields(), detail=event.detail)
+        self._note(logging.ERROR, "child lost", entry, detail=event.detail)
         return Release(entry.lease, True, ErrorInfo("worker-lost", "stalwart.errors.WorkerLost",
                                                     event.detail))
 
@@ -415,29 +427,38 @@ class Supervisor:
         for (outcome, entry), ok in zip(batch, applied, strict=True):
             self._log_outcome(outcome, entry, ok)
 
+    def _note(self, level: int, action: str, entry: Held, **extra: Any) -> None:
+        """A log line about one delivery; its fields are built only if the level is on."""
+        if self.log.enabled(level):
+            self.log.event(level, action, **entry.fields(), **extra)
+
     def _log_outcome(self, o: Outcome, entry: Held, ok: bool) -> None:
-        fields = entry.fields()
-        fields["duration"] = entry.duration
+        extra: dict[str, Any] = {}
         if not ok:
-            self.log.event(logging.WARNING, "outcome refused", **fields, outcome=type(o).__name__,
-                           detail="the lease was lost (expired and recovered); the result of "
-                                  "this attempt is discarded, another delivery runs it")
+            level, action = logging.WARNING, "outcome refused"
+            extra = {"outcome": type(o).__name__,
+                     "detail": "the lease was lost (expired and recovered); the result of this "
+                               "attempt is discarded, another delivery runs it"}
         elif isinstance(o, Complete):
-            self.log.event(logging.INFO, "succeeded", **fields)
+            level, action = logging.INFO, "succeeded"
         elif isinstance(o, Reschedule):
-            self.log.event(logging.WARNING, "retry scheduled", **fields, reason=o.error.reason,
-                           at=round(o.at, 3), error=_error_text(o.error))
+            level, action = logging.WARNING, "retry scheduled"
+            extra = {"reason": o.error.reason, "at": round(o.at, 3), "error": o.error}
         elif isinstance(o, Bury):
-            self.log.event(logging.ERROR, "dead", **fields, reason=o.error.reason,
-                           error=_error_text(o.error))
+            level, action = logging.ERROR, "dead"
+            extra = {"reason": o.error.reason, "error": o.error}
         elif o.started:
             final = entry.delivery.deliveries >= entry.delivery.max_deliveries
-            reason = o.error.reason if o.error else "worker-lost"
-            self.log.event(logging.ERROR if final else logging.WARNING,
-                           "dead" if final else "released", **fields, reason=reason,
-                           error=_error_text(o.error) if o.error else None)
+            level, action = (logging.ERROR, "dead") if final else (logging.WARNING, "released")
+            extra = {"reason": o.error.reason if o.error else "worker-lost", "error": o.error}
         else:
-            self.log.event(logging.DEBUG, "released", **fields, reason="unstarted")
+            level, action = logging.DEBUG, "released"
+            extra = {"reason": "unstarted"}
+        if not self.log.enabled(level):
+            return
+        if isinstance(extra.get("error"), ErrorInfo):
+            extra["error"] = _error_text(extra["error"])
+        self.log.event(level, action, **entry.fields(), duration=entry.duration, **extra)
 
     def _flush_progress(self) -> None:
         now = time.monotonic()
@@ -457,8 +478,8 @@ class Supervisor:
         for entry in self._running():
             if entry.hard_at is not None and entry.hard_at <= now and entry.killed_for is None:
                 entry.killed_for = "time-limit"
-                self.log.event(logging.WARNING, "time limit", **entry.fields(),
-                               limit=entry.job.time_limit if entry.job else None)
+                self._note(logging.WARNING, "time limit", entry,
+                           limit=entry.job.time_limit if entry.job else None)
                 self.pool.kill(entry.lease.message_id)
 
     def held_leases(self) -> list[Lease]:
@@ -479,8 +500,8 @@ class Supervisor:
             if entry is None or entry.lease != lease or entry.settling or entry.lost:
                 continue
             entry.lost = True
-            self.log.event(logging.WARNING, "lease lost", **entry.fields(),
-                           running=entry.started is not None)
+            self._note(logging.WARNING, "lease lost", entry,
+                       running=entry.started is not None)
             if entry.started is None:
                 with self._lock:
                     self.held.pop(lease.message_id, None)
@@ -552,8 +573,8 @@ class Supervisor:
             pass
 
     def _reopen(self) -> None:
-        self.reopen = False
         self.backend = self._open(self.app.broker_deadline)
+        self.reopen = False  # only once a new one is open: a failed open is tried again
         self.log.event(logging.WARNING, "backend reopened", worker=self.worker_id,
                        backend=self.backend.url)
 
