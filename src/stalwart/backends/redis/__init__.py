@@ -25,8 +25,9 @@ without cross-slot atomicity:
 * enqueue first runs ``reserve.lua`` in the ``{prefix}`` slot (claims the id and the
   idempotency key, creates the job), then ``enqueue.lua`` per queue, which stores only
   messages whose hash is missing. A retry after a lost reply finds its own reservation and
-  completes the store; nothing is counted twice. Without idempotency keys both steps go in
-  one pipeline, one round trip; with keys, the second step waits for the first's answer.
+  completes the store; nothing is counted twice. Two round trips per batch: the second
+  step stores only what the first reserved for it (an id stored in another queue, or a
+  key already taken, is answered with the existing id).
 * A lease token is ``<random>.<queue>``, so complete, retry, fail, release, extend and
   progress go straight to the queue's slot with no lookup.
 * Job counters are kept per (job, queue) in the queue's slot, in the same script as the
@@ -183,9 +184,6 @@ class RedisBackend(BackendBase):
             for m in chunk:
                 args += [m.id, m.queue, opt(m.idempotency_key), opt(m.job_id)]
             calls.append(Call("reserve", self._g + ":idx", args))
-        if not any(m.idempotency_key is not None for m in messages):
-            self._run(calls + self._enqueue_calls(messages, now))
-            return [m.id for m in messages]
         flat = [x for reply in self._run(calls) for x in reply]
         ids = [i.decode() for i in flat[0::2]]
         keep = [m for m, flag in zip(messages, flat[1::2], strict=True) if int(flag) == 1]
