@@ -1,0 +1,223 @@
+"""What the Redis backend promises beyond the shared contract: sockets, wake-ups, key layout."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from redis.crc import key_slot
+
+from stalwart.backends import open_backend
+from stalwart.backends.base import Complete, ErrorInfo, Lease, NewJob, NewMessage, Reschedule
+from stalwart.backends.redis import RedisBackend
+from stalwart.ids import new_id
+from stalwart.net import ConnectionSettings
+from stalwart.testing.services import redis_url
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    with redis_url() as u:
+        yield u
+
+
+@pytest.fixture
+def backend(url: str) -> Iterator[RedisBackend]:
+    b = open_backend(url)
+    assert isinstance(b, RedisBackend)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def msg(queue: str = "default", **kw: object) -> NewMessage:
+    mid = new_id()
+    return NewMessage(id=mid, task="t", queue=queue, body=mid.encode(), **kw)  # type: ignore[arg-type]
+
+
+def test_every_socket_has_keepalive_with_the_configured_timers(url: str) -> None:
+    settings = ConnectionSettings(keepalive_idle=45, keepalive_interval=7, keepalive_count=4)
+    b = RedisBackend(url, settings=settings)
+    try:
+        b.enqueue([msg()])
+        # Hold several connections at once, including the blocking pool's.
+        waiter = threading.Thread(target=b.wait, args=(["idle"], 0.5))
+        waiter.start()
+        busy = [threading.Thread(target=b.claim, args=(["default"], 1, 30, "w")) for _ in range(4)]
+        for th in busy:
+            th.start()
+        for th in busy:
+            th.join()
+        waiter.join()
+        sockets = b.connections()
+        assert len(sockets) >= 2, f"expected the command and blocking pools' sockets: {sockets}"
+        for s in sockets:
+            assert s.keepalive, f"socket {s.local} -> {s.peer} has no SO_KEEPALIVE"
+            assert (s.idle, s.interval, s.count) == (45, 7, 4), f"timers of {s}"
+    finally:
+        b.close()
+
+
+def test_blocking_connections_outlive_their_block_time(backend: RedisBackend) -> None:
+    timeout = backend._blocking_pool.connection_kwargs["socket_timeout"]
+    assert timeout > backend.wait_block_seconds + 5
+    assert backend._pool.connection_kwargs["socket_connect_timeout"] == 5.0
+    assert backend._pool.connection_kwargs["health_check_interval"] > 0
+
+
+def test_idle_waiter_wakes_within_50ms_of_an_enqueue(url: str, backend: RedisBackend) -> None:
+    producer = open_backend(url)
+    try:
+        for _ in range(5):
+            woke: list[float] = []
+            ready = threading.Event()
+
+            def wait(ready: threading.Event = ready, woke: list[float] = woke) -> None:
+                ready.set()
+                if backend.wait(["lat"], 5.0):
+                    woke.append(time.perf_counter())
+
+            th = threading.Thread(target=wait)
+            th.start()
+            ready.wait()
+            time.sleep(0.2)  # let the waiter block on the server
+            sent = time.perf_counter()
+            producer.enqueue([msg("lat")])
+            th.join(5)
+            assert woke, "the waiter never woke"
+            latency = woke[0] - sent
+            assert latency < 0.05, f"woke {latency * 1000:.1f} ms after the enqueue"
+            assert [d.lease.message_id for d in backend.claim(["lat"], 10, 30, "w")]
+    finally:
+        producer.close()
+
+
+def test_wait_times_out_without_work_and_wakes_for_a_due_eta(backend: RedisBackend) -> None:
+    start = time.monotonic()
+    assert backend.wait(["empty"], 0.3) is False
+    assert 0.25 <= time.monotonic() - start < 1.5
+
+    backend.enqueue([msg("later", eta=time.time() + 0.4)])
+    start = time.monotonic()
+    assert backend.wait(["later"], 5.0) is True
+    elapsed = time.monotonic() - start
+    assert 0.3 <= elapsed < 1.0, f"woke after {elapsed:.2f}s for an eta 0.4s away"
+    assert len(backend.claim(["later"], 1, 30, "w")) == 1
+
+
+def test_wait_sees_a_retry_that_moves_the_earliest_eta_closer(url: str) -> None:
+    b = RedisBackend(url, wait_block_seconds=5.0)
+    try:
+        b.enqueue([msg("r")])
+        [d] = b.claim(["r"], 1, 30, "w")
+        result: list[bool] = []
+        th = threading.Thread(target=lambda: result.append(b.wait(["r"], 4.0)))
+        start = time.monotonic()
+        th.start()
+        time.sleep(0.1)
+        assert b.retry(d.lease, time.time() + 0.3, ErrorInfo("exception"))
+        th.join(5)
+        assert result == [True]
+        assert time.monotonic() - start < 1.5, "the new eta was not noticed before the block cap"
+    finally:
+        b.close()
+
+
+def test_every_key_is_hash_tagged_one_slot_per_queue(url: str, backend: RedisBackend) -> None:
+    prefix = backend.prefix
+    job = NewJob("job-1", "import")
+    ids = backend.enqueue(
+        [msg("alpha", job_id="job-1"), msg("beta", job_id="job-1", idempotency_key="k1"),
+         msg("beta", eta=time.time() + 60)], job=job,
+    )
+    for d in backend.claim(["alpha", "beta"], 10, 30, "w"):
+        backend.progress(d.lease, 1, 2, None)
+        backend.settle([Complete(d.lease, '"ok"')])
+    backend.cancel([ids[2]])
+    keys = [k.decode() for k in backend._r.scan_iter(match=f"*{prefix}*", count=1000)]
+    assert keys
+    slots: dict[str, set[int]] = {}
+    for k in keys:
+        m = re.fullmatch(r"\{(" + re.escape(prefix) + r")(?::([^}]*))?\}:.+", k)
+        assert m, f"key {k!r} is not under a hash tag of the prefix"
+        slots.setdefault(m.group(2) or "", set()).add(key_slot(k.encode()))
+    assert set(slots) == {"", "alpha", "beta"}
+    for name, s in slots.items():
+        assert len(s) == 1, f"keys of {name or 'the store'} span slots {s}"
+
+
+def test_a_token_naming_another_queue_is_refused(backend: RedisBackend) -> None:
+    backend.enqueue([msg("a"), msg("b")])
+    [da] = backend.claim(["a"], 1, 30, "w")
+    rand, _, _ = da.lease.token.partition(".")
+    forged = Lease(da.lease.message_id, rand + ".b")
+    assert backend.complete(forged) is False
+    assert backend.extend([forged], 30) == [forged]
+    assert backend.complete(Lease(da.lease.message_id, "no-queue-in-it")) is False
+    assert backend.complete(da.lease) is True
+
+
+def test_a_lost_reply_is_safe_to_resend(backend: RedisBackend) -> None:
+    m = msg("q", idempotency_key="once")
+    assert backend.enqueue([m]) == backend.enqueue([m]) == [m.id]
+    [d] = backend.claim(["q"], 1, 30, "w")
+    outcome = Reschedule(d.lease, time.time() + 60, ErrorInfo("exception"))
+    assert backend.settle([outcome]) == backend.settle([outcome]) == [True]
+    info = backend.message(m.id)
+    assert info is not None and info.retries == 1
+    [stats] = backend.queue_stats()
+    assert stats.counts.accepted == 1 and stats.counts.scheduled == 1
+
+
+def test_scripts_survive_a_server_that_lost_them(url: str, backend: RedisBackend) -> None:
+    # Another client's SCRIPT FLUSH would disturb people sharing the server; a fresh
+    # Scripts table whose SHAs the server never saw gives the same NOSCRIPT path.
+    from stalwart.backends.redis import scripts
+
+    fresh = scripts.Scripts()
+    fresh.sources = {k: v + "\n-- " + new_id() for k, v in fresh.sources.items()}
+    fresh.shas = {k: __import__("hashlib").sha1(v.encode()).hexdigest()
+                  for k, v in fresh.sources.items()}
+    m = msg("ns")
+    call = backend._call("enqueue", "ns", "1.0", "ns", m.id, "t", b"x", "0", "", "5", "", "", "0")
+    assert fresh.run(backend._r, [call]) == [[1]]
+    assert fresh.run(backend._r, [call]) == [[0]]
+
+
+def test_server_info_reports_durability_and_clock(backend: RedisBackend) -> None:
+    info = backend.server_info()
+    for name in ("appendonly", "appendfsync", "save", "maxmemory-policy", "version"):
+        assert name in info
+    assert abs(info["clock_skew"]) < 5
+    assert abs(info["time"] - time.time()) < 5
+
+
+def test_url_options_and_redaction() -> None:
+    b = RedisBackend("redis://user:secret@127.0.0.1:6379/0?prefix=t_x&health_check_interval=3")
+    try:
+        assert b.prefix == "t_x"
+        assert "secret" not in b.url and "***" in b.url
+    finally:
+        b.close()
+    with pytest.raises(Exception, match="prefix"):
+        RedisBackend("redis://127.0.0.1:6379/0?prefix=a{b")
+
+
+def test_unreachable_server_fails_fast_with_the_driver_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    b = RedisBackend(f"redis://127.0.0.1:{port}/0?prefix=t_none")
+    try:
+        start = time.monotonic()
+        with pytest.raises(Exception) as err:
+            b.enqueue([msg()])
+        assert "Connection" in type(err.value).__name__
+        assert time.monotonic() - start < 6
+    finally:
+        b.close()
