@@ -309,8 +309,13 @@ def agreement_machine(kind: str, workdir: Path | None = None) -> type[AgreementM
                 {"open_store": staticmethod(open_store)})
 
 
-def budget(examples: int = 200, steps: int = 60) -> settings:
-    """Settings that run in about half a minute per backend; raise with the environment.
+# Examples per kind that run in about half a minute each (a step costs a round trip per
+# message on a server, a function call in memory).
+EXAMPLES = {"memory": 200, "sqlite": 200, "redis": 80, "postgres": 50}
+
+
+def budget(examples: int = 50, steps: int = 60) -> settings:
+    """Hypothesis settings for one run; raise them with the environment for a longer hunt.
 
     ``STALWART_PROPERTY_EXAMPLES`` and ``STALWART_PROPERTY_STEPS`` override the defaults.
     """
@@ -324,4 +329,5 @@ def budget(examples: int = 200, steps: int = 60) -> settings:
 
 def run_agreement(kind: str, workdir: Path | None = None, config: settings | None = None) -> None:
     """Run the agreement machine against ``kind``; raises with the failing steps if any."""
-    run_state_machine_as_test(agreement_machine(kind, workdir), settings=config or budget())
+    config = config or budget(EXAMPLES.get(kind, 50))
+    run_state_machine_as_test(agreement_machine(kind, workdir), settings=config)

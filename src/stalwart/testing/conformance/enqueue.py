@@ -47,6 +47,16 @@ class TestEnqueue:
         assert info is not None and info.body == b"first"
         assert counts_of(store).accepted == 1
 
+    def test_duplicate_id_for_another_queue_is_a_no_op(self, store: Backend) -> None:
+        m = new_message("first")
+        store.enqueue([m])
+        assert store.enqueue([new_message("second", id=m.id)]) == [m.id]
+        info = store.message(m.id)
+        assert info is not None and info.queue == "first"
+        assert counts_of(store, "first").accepted == 1
+        assert counts_of(store, "second").accepted == 0
+        assert store.claim(["second"], 10, 30, "w") == []
+
     def test_duplicate_id_within_one_batch_is_stored_once(self, store: Backend) -> None:
         m = new_message()
         assert store.enqueue([m, m]) == [m.id, m.id]
@@ -65,6 +75,12 @@ class TestEnqueue:
         assert store.enqueue([b, new_message(key="order-8")])[0] == a.id
         assert store.message(b.id) is None
         assert counts_of(store).accepted == 2
+
+    def test_idempotency_key_spans_queues(self, store: Backend) -> None:
+        a = new_message("first", key="order-9")
+        store.enqueue([a])
+        assert store.enqueue([new_message("second", key="order-9")]) == [a.id]
+        assert counts_of(store, "second").accepted == 0
 
     def test_idempotency_key_twice_in_one_batch(self, store: Backend) -> None:
         a, b = new_message(key="k"), new_message(key="k")
