@@ -570,11 +570,13 @@ class SQLiteBackend(BackendBase):
         return True
 
     def _bury(self, conn: sqlite3.Connection, seq: int, mid: str, now: float, err: ErrorInfo,
-              outcome: str, queue: str, job_id: str | None, deltas: _Deltas) -> None:
+              outcome: str, queue: str, job_id: str | None, deltas: _Deltas,
+              clear_token: bool = False) -> None:
         conn.execute(
             "UPDATE messages SET state = 'dead', error_reason = ?, error_type = ?,"
-            " error_message = ?, error_traceback = ?, lease_expires_at = NULL, updated_at = ?"
-            " WHERE seq = ?", (*_error_params(err), now, seq),
+            " error_message = ?, error_traceback = ?, lease_expires_at = NULL, updated_at = ?,"
+            " token = CASE WHEN ? THEN NULL ELSE token END WHERE seq = ?",
+            (*_error_params(err), now, clear_token, seq),
         )
         self._end_attempt(conn, mid, now, outcome, err)
         deltas.add(queue, job_id, "dead")
@@ -584,12 +586,11 @@ class SQLiteBackend(BackendBase):
                    deltas: _Deltas) -> State:
         """An interrupted delivery: its attempt ends; back to queued, or dead when out of
         deliveries. The token is cleared either way (a release or a recovery)."""
-        conn.execute("UPDATE messages SET token = NULL WHERE seq = ?", (seq,))
         if lost:
-            self._bury(conn, seq, mid, now, err, outcome, queue, job_id, deltas)
+            self._bury(conn, seq, mid, now, err, outcome, queue, job_id, deltas, True)
             return State.DEAD
         conn.execute(
-            "UPDATE messages SET state = 'queued', error_reason = ?, error_type = ?,"
+            "UPDATE messages SET state = 'queued', token = NULL, error_reason = ?, error_type = ?,"
             " error_message = ?, error_traceback = ?, lease_expires_at = NULL, updated_at = ?"
             " WHERE seq = ?", (*_error_params(err), now, seq),
         )
