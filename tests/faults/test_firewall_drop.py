@@ -71,9 +71,13 @@ class Namespace:
     def spawn(self, *cmd: str, env: dict[str, str] | None = None,
               log: Path | None = None) -> subprocess.Popen[bytes]:
         out = log.open("ab") if log else subprocess.DEVNULL
-        proc = subprocess.Popen(["ip", "netns", "exec", self.name, *cmd], cwd=ROOT,
-                                env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        try:
+            proc = subprocess.Popen(["ip", "netns", "exec", self.name, *cmd], cwd=ROOT,
+                                    env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        finally:
+            if log:
+                out.close()  # type: ignore[union-attr]  # the child has its own copy
         self.procs.append(proc)
         return proc
 
@@ -136,17 +140,17 @@ def test_silently_dropped_connections_recover_within_the_keepalive_bound(netns, 
 
     # A brand-new connection from a fresh producer is let through (a SYN); the worker's old
     # connections are dead and it must notice and reconnect by itself.
+    enqueued_at = time.time()
     enqueue = subprocess.run(
         ["ip", "netns", "exec", netns.name, sys.executable, "-c",
          "import sys; from tests.faults.apps import app, record; "
          "h = record.delay(7); print(h.id)"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True)
     probe_id = enqueue.stdout.strip().splitlines()[-1]
-    enqueued_at = time.time()
     assert wait_until(lambda: ledger_mod.read(ledger).ended[probe_id] == 1, timeout=20), \
         (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
     took = ledger_mod.read(ledger).first_start[probe_id] - enqueued_at
-    print(f"firewall drop: worker took the next task {took:.2f}s after enqueue, "
+    print(f"firewall drop: worker took the next task {took:.2f}s after the producer started, "
           f"{time.monotonic() - dropped_at:.1f}s after the drop")
 
     signal_file.write_text("go")  # the long-lived producer enqueues on its idle pooled conn
