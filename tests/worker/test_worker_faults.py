@@ -183,3 +183,14 @@ def test_thousand_tasks_with_random_child_kills_lose_nothing(client, start_worke
     assert stats["default"].succeeded == 1000 and stats["default"].unaccounted == 0
     for w in workers:
         assert w.terminate() == 0
+
+
+def test_children_die_with_their_supervisor(client, start_worker, ledger):
+    (h,) = client.send([work.s("orphan", 20)])
+    worker = start_worker("-c", "1")
+    assert wait_until(lambda: ledger().starts("orphan"), 15)
+    child = ledger().starts("orphan")[0][0]
+    os.kill(worker.pid, signal.SIGKILL)  # the supervisor alone
+    worker.proc.wait()
+    assert wait_until(lambda: not Path(f"/proc/{child}").exists(), 3), \
+        "an orphaned child kept running its task after the supervisor died"

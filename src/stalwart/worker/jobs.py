@@ -65,11 +65,6 @@ class Verdict:
 
 
 @dataclass(slots=True)
-class Started:
-    job_id: str
-
-
-@dataclass(slots=True)
 class ProgressReport:
     job_id: str
     done: float
@@ -91,7 +86,7 @@ class Lost:
     detail: str
 
 
-Event = Started | ProgressReport | Finished | Lost
+Event = ProgressReport | Finished | Lost
 
 
 # --- the pipe's wire form ------------------------------------------------------------------
@@ -113,5 +108,5 @@ def load_event(data: bytes) -> Event:
     kind, fields = json.loads(data)
     if kind == "Finished":
         return Finished(fields["job_id"], Verdict(**fields["verdict"]))
-    cls = {"Started": Started, "ProgressReport": ProgressReport, "Lost": Lost}[kind]
+    cls = {"ProgressReport": ProgressReport, "Lost": Lost}[kind]
     return cls(**fields)  # type: ignore[no-any-return]

@@ -39,6 +39,7 @@ from ..errors import (
     SignatureError,
     TimeLimitExceeded,
     UndecodableMessage,
+    UnknownTask,
 )
 from ..ids import new_token
 from ..message import decode
@@ -224,6 +225,13 @@ class Supervisor:
                     failures += 1
                     self.log.logger.error("consume loop error (%s: %s); retrying", type(exc).__name__,
                                           exc, exc_info=failures == 1)
+                    if self.forced and failures >= 3:
+                        # Told twice to stop and the backend does not answer: leave. What
+                        # is still held comes back when its lease expires; nothing is lost.
+                        self.log.event(logging.ERROR, "exiting unsettled", worker=self.worker_id,
+                                       held=len(self.held),
+                                       detail="their leases expire and other workers recover them")
+                        break
                     time.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))
         finally:
             self._finish(server)
@@ -289,26 +297,34 @@ class Supervisor:
         with self._lock:
             self.held[d.lease.message_id] = entry
         try:
-            msg = decode(d.body, signer=self.app.signer)
-        except SignatureError as exc:
-            self._queue(Bury(d.lease, ErrorInfo("unsigned", exc_name(exc), str(exc))), entry)
+            reason, error = self._prepare(entry)
+        except Exception as exc:  # a body that decodes to nonsense must not be held forever
+            reason, error = "undecodable", exc
+        if error is not None:
+            self._queue(Bury(d.lease, ErrorInfo(reason, exc_name(error), str(error))), entry)
+            self._note(logging.WARNING, "refused", entry, reason=reason)
             return
-        except UndecodableMessage as exc:
-            self._queue(Bury(d.lease, ErrorInfo("undecodable", exc_name(exc), str(exc))), entry)
-            return
-        task = self.app.tasks.get(msg.task)
-        entry.job = Job.from_message(msg, d.retries, d.deliveries, None, None)
-        if task is None:
-            v = unknown_task(entry.job)
-            self._queue(Bury(d.lease, ErrorInfo("unknown-task", v.exc_type, v.message)), entry)
-            return
-        entry.task = task
-        entry.job.time_limit = msg.time_limit if msg.time_limit is not None \
-            else task.options.time_limit
-        entry.job.soft_time_limit = msg.soft_time_limit if msg.soft_time_limit is not None \
-            else task.options.soft_time_limit
         self.pending.append(entry)
         self._note(logging.INFO, "received", entry)
+
+    def _prepare(self, entry: Held) -> tuple[str, Exception | None]:
+        """Decode and resolve the task in the supervisor: what cannot run is never sent on."""
+        d = entry.delivery
+        try:
+            msg = decode(d.body, signer=self.app.signer)
+        except SignatureError as exc:
+            return "unsigned", exc
+        except UndecodableMessage as exc:
+            return "undecodable", exc
+        entry.job = job = Job.from_message(msg, d.retries, d.deliveries, None, None)
+        task = self.app.tasks.get(msg.task)
+        if task is None:
+            return "unknown-task", UnknownTask(unknown_task(job).message)
+        entry.task = task
+        job.time_limit = task.options.time_limit if msg.time_limit is None else msg.time_limit
+        job.soft_time_limit = task.options.soft_time_limit if msg.soft_time_limit is None \
+            else msg.soft_time_limit
+        return "", None
 
     def _dispatch(self) -> None:
         while self.pending and not self.stopping and self.pool.free_slots() > 0:
@@ -549,7 +565,7 @@ class Supervisor:
         for backend in (self.backend, self.heartbeat.backend if self.heartbeat else None):
             try:
                 if backend is not None:
-                    backend.inner.close()
+                    getattr(backend, "inner", backend).close()
             except Exception:
                 pass
         self.log.event(logging.INFO, "worker stopped", worker=self.worker_id,
