@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 import threading
@@ -14,6 +15,7 @@ from redis.crc import key_slot
 from stalwart.backends import open_backend
 from stalwart.backends.base import Complete, ErrorInfo, Lease, NewJob, NewMessage, Reschedule
 from stalwart.backends.redis import RedisBackend
+from stalwart.backends.redis.scripts import Call, Scripts
 from stalwart.ids import new_id
 from stalwart.net import ConnectionSettings
 from stalwart.testing.services import redis_url
@@ -177,12 +179,9 @@ def test_a_lost_reply_is_safe_to_resend(backend: RedisBackend) -> None:
 def test_scripts_survive_a_server_that_lost_them(url: str, backend: RedisBackend) -> None:
     # Another client's SCRIPT FLUSH would disturb people sharing the server; a fresh
     # Scripts table whose SHAs the server never saw gives the same NOSCRIPT path.
-    from stalwart.backends.redis import scripts
-
-    fresh = scripts.Scripts()
+    fresh = Scripts()
     fresh.sources = {k: v + "\n-- " + new_id() for k, v in fresh.sources.items()}
-    fresh.shas = {k: __import__("hashlib").sha1(v.encode()).hexdigest()
-                  for k, v in fresh.sources.items()}
+    fresh.shas = {k: hashlib.sha1(v.encode()).hexdigest() for k, v in fresh.sources.items()}
     m = msg("ns")
     call = backend._call("enqueue", "ns", "1.0", "ns", m.id, "t", b"x", "0", "", "5", "", "", "0")
     assert fresh.run(backend._r, [call]) == [[1]]
@@ -221,3 +220,21 @@ def test_unreachable_server_fails_fast_with_the_driver_error() -> None:
         assert time.monotonic() - start < 6
     finally:
         b.close()
+
+
+def test_purge_frees_the_key_and_a_late_cleanup_never_frees_a_newer_holder(
+    backend: RedisBackend,
+) -> None:
+    first = msg("p", idempotency_key="k", max_deliveries=1)
+    backend.enqueue([first])
+    [d] = backend.claim(["p"], 1, 30, "w")
+    assert backend.fail(d.lease, ErrorInfo("fail"))
+    assert backend.purge_dead(queue="p") == 1
+    assert backend.message(first.id) is None
+    second = msg("p", idempotency_key="k")
+    assert backend.enqueue([second]) == [second.id]
+    # The cleanup of the first message's tombstone, sent again, leaves the key to `second`.
+    backend._run([Call("unindex", backend._g + ":idx", [backend._g, f"{first.id}\nk"])])
+    third = msg("p", idempotency_key="k")
+    assert backend.enqueue([third]) == [second.id]
+    assert backend._r.llen(backend._base("p") + ":purged") == 0

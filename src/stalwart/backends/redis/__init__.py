@@ -316,26 +316,28 @@ class RedisBackend(BackendBase):
         return [mid for mid, ok in zip(ids, done, strict=True) if ok]
 
     def requeue_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
-        replies = self._dead_batches("requeue", ids, queue)
-        return sum(int(r) for r in replies)
+        return sum(int(r) for _, r in self._dead_batches("requeue", ids, queue))
 
     def purge_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
-        purged: list[tuple[str, str]] = []
-        for flat in self._dead_batches("purge", ids, queue):
-            purged += [(flat[i].decode(), flat[i + 1].decode()) for i in range(0, len(flat), 2)]
-        if purged:
+        count, tombstones = 0, {}
+        for call, (n, pending) in self._dead_batches("purge", ids, queue):
+            count += int(n)
+            if pending:
+                tombstones[call.args[0]] = pending
+        if tombstones:
+            entries = [e for pending in tombstones.values() for e in pending]
+            self._run([Call("unindex", self._g + ":idx", [self._g, *entries])])
             pipe = self._r.pipeline(transaction=False)
-            pipe.hdel(self._g + ":idx", *(mid for mid, _ in purged))
-            keys = [k for _, k in purged if k]
-            if keys:
-                pipe.hdel(self._g + ":ikeys", *keys)
+            for base, pending in tombstones.items():
+                for e in pending:
+                    pipe.lrem(base + ":purged", 1, e)
             pipe.execute()
-        return len(purged)
+        return count
 
     def _dead_batches(
         self, script: str, ids: Sequence[str] | None, queue: str | None
-    ) -> Iterable[Any]:
-        """Run ``script`` over the chosen dead messages, a bounded batch per call."""
+    ) -> list[tuple[Call, Any]]:
+        """(call, reply) of ``script`` over the chosen dead messages, a bounded batch per call."""
         _, nowt = self._now()
         if ids is not None:
             unique = list(dict.fromkeys(ids))
@@ -347,14 +349,14 @@ class RedisBackend(BackendBase):
                 for q, idx in groups.items() if queue is None or q == queue
                 for chunk in _chunks(idx, _BATCH)
             ]
-            return self._run(calls)
+            return list(zip(calls, self._run(calls), strict=True))
         pending = [queue] if queue is not None else self._queues()
-        out: list[Any] = []
+        out: list[tuple[Call, Any]] = []
         while pending:
             calls = [self._call(script, q, nowt, "all", str(_BATCH)) for q in pending]
             replies = self._run(calls)
-            out += replies
-            size = (lambda r: r) if script == "requeue" else (lambda r: len(r) // 2)
+            out += zip(calls, replies, strict=True)
+            size = (lambda r: r) if script == "requeue" else (lambda r: r[0])
             pending = [q for q, r in zip(pending, replies, strict=True) if size(r) >= _BATCH]
         return out
 
@@ -518,7 +520,7 @@ class RedisBackend(BackendBase):
         """
         out: dict[str, Any] = {}
         try:
-            config = self._r.config_get("*")
+            config = self._r.config_get("appendonly", "appendfsync", "save", "maxmemory-policy")
         except redis.ResponseError:  # CONFIG is often disabled on managed services
             config = {}
         persistence = self._r.info("persistence")

@@ -1,7 +1,9 @@
 -- Delete dead messages (their hash and attempts); the counters keep them as dead.
 -- ARGV[3] is 'ids' (then the ids follow) or 'all' (then ARGV[4] is a batch size).
--- Returns a flat list: id, idempotency key ('' for none), ... so the client can drop them
--- from the store-wide indexes, which live in another slot.
+-- Each purged message leaves a tombstone "id\nkey" in the queue's 'purged' list until the
+-- client has dropped it from the store-wide indexes (another slot, see unindex.lua), so a
+-- lost reply leaves the cleanup to the next purge. Returns the purged count, then up to
+-- 1000 pending tombstones.
 local ids
 if ARGV[3] == 'all' then
   ids = redis.call('ZRANGE', key('s:dead'), 0, tonumber(ARGV[4]) - 1)
@@ -9,7 +11,7 @@ else
   ids = {}
   for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
 end
-local out = {}
+local n = 0
 for _, id in ipairs(ids) do
   local h = mkey(id)
   local f = redis.call('HMGET', h, 'state', 'ikey')
@@ -17,8 +19,8 @@ for _, id in ipairs(ids) do
     redis.call('DEL', h, akey(id))
     redis.call('ZREM', key('s:dead'), id)
     redis.call('ZREM', key('rexp'), id)
-    out[#out + 1] = id
-    out[#out + 1] = f[2] or ''
+    redis.call('RPUSH', key('purged'), id .. '\n' .. (f[2] or ''))
+    n = n + 1
   end
 end
-return out
+return {n, redis.call('LRANGE', key('purged'), 0, 999)}

@@ -22,7 +22,7 @@ PER_QUEUE = (
     "enqueue", "heads", "claim", "extend", "settle", "progress", "recover", "cancel",
     "requeue", "purge",
 )
-STORE_WIDE = ("reserve", "register")
+STORE_WIDE = ("reserve", "register", "unindex")
 
 
 def _source(name: str) -> str:
