@@ -12,6 +12,7 @@ import queue as queue_mod
 import time
 from collections import Counter
 from contextlib import closing
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -26,11 +27,29 @@ PROCESSES = 4
 CHILD_DEADLINE = 60.0  # seconds; a child that needs longer reports what it has
 
 
-def _drain(url: str, queues: list[str], batch: int, total: int, name: str, barrier: Any,
-           results: Any, work_seconds: float) -> None:
+@dataclass(frozen=True)
+class Plan:
+    """What each worker process does: claim in batches, "work", settle, recover now and then.
+
+    Every ``slow_every``-th batch the work takes ``slow_seconds``; past ``lease_seconds``
+    the lease may be recovered and the message claimed by another process meanwhile.
+    """
+
+    queues: tuple[str, ...]
+    total: int  # messages in the test: a worker stops once that many are final
+    batch: int = 10
+    lease_seconds: float = 60.0
+    work_seconds: float = 0.001  # lets the other processes interleave
+    slow_every: int = 0
+    slow_seconds: float = 0.0
+    recover_every: int = 10
+    leases_outlive_work: bool = True  # then nothing may ever be recovered
+
+
+def _drain(url: str, plan: Plan, name: str, barrier: Any, results: Any) -> None:
     """Claim and settle until every message of the test is final; report what was done."""
     report: dict[str, Any] = {"worker": name, "completed": [], "claimed": 0, "refused": 0,
-                              "error": None}
+                              "recovered": 0, "error": None}
     try:
         backend = open_backend(url)
         try:
@@ -40,19 +59,22 @@ def _drain(url: str, queues: list[str], batch: int, total: int, name: str, barri
             rounds = 0
             while time.monotonic() < end:
                 rounds += 1
-                if rounds % 10 == 0:  # as every worker does; no lease here is expired
+                if rounds % plan.recover_every == 0:  # as every worker does
                     recovered = backend.recover_expired()
-                    assert recovered == [], f"recovered leases still held: {recovered}"
-                got = backend.claim(queues, batch, 60.0, name)
+                    report["recovered"] += len(recovered)
+                    if plan.leases_outlive_work:
+                        assert recovered == [], f"recovered leases still held: {recovered}"
+                got = backend.claim(list(plan.queues), plan.batch, plan.lease_seconds, name)
                 if not got:
                     final = sum(s.counts.succeeded + s.counts.dead
                                 for s in backend.queue_stats())
-                    if final >= total:
+                    if final >= plan.total:
                         break
                     time.sleep(0.005)
                     continue
                 report["claimed"] += len(got)
-                time.sleep(work_seconds)  # the "task": lets the other processes interleave
+                slow = plan.slow_every and rounds % plan.slow_every == 0
+                time.sleep(plan.slow_seconds if slow else plan.work_seconds)
                 outcomes: list[Outcome] = [
                     Bury(d.lease, ErrorInfo("fail", message="planned failure"))
                     if b'"fail": true' in d.body else Complete(d.lease, '"ok"')
@@ -71,16 +93,14 @@ def _drain(url: str, queues: list[str], batch: int, total: int, name: str, barri
     results.put(report)
 
 
-def run_workers(url: str, queues: list[str], total: int, batch: int = 10,
-                processes: int = PROCESSES, work_seconds: float = 0.001) -> list[dict[str, Any]]:
-    """Start ``processes`` children draining ``queues`` together; return their reports."""
+def run_workers(url: str, plan: Plan, processes: int = PROCESSES) -> list[dict[str, Any]]:
+    """Start ``processes`` children working through ``plan`` together; return their reports."""
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(processes)
     results = ctx.Queue()
     children = [
         ctx.Process(target=_drain, name=f"stress-{n}",
-                    args=(url, queues, batch, total, f"proc-{n}-{os.getpid()}", barrier, results,
-                          work_seconds))
+                    args=(url, plan, f"proc-{n}-{os.getpid()}", barrier, results))
         for n in range(processes)
     ]
     for child in children:
@@ -102,6 +122,21 @@ def run_workers(url: str, queues: list[str], total: int, batch: int = 10,
     return reports
 
 
+def figures(reports: list[dict[str, Any]], expected: set[str]) -> dict[str, Any]:
+    """lost, double (settled True more than once), claimed, seconds, per process."""
+    settled = Counter(mid for r in reports for mid in r["completed"])
+    return {
+        "lost": len(expected - set(settled)),
+        "double": sum(1 for n in settled.values() if n > 1),
+        "unexpected": len(set(settled) - expected),
+        "claimed": sum(r["claimed"] for r in reports),
+        "refused": sum(r["refused"] for r in reports),
+        "recovered": sum(r["recovered"] for r in reports),
+        "seconds": max(r["end"] for r in reports) - min(r["start"] for r in reports),
+        "per_process": ",".join(str(len(r["completed"])) for r in reports),
+    }
+
+
 def _require_shared(kind: str) -> None:
     if kind not in SHARED_KINDS:
         pytest.skip(f"{kind}:// lives in one process; nothing to share between processes")
@@ -121,7 +156,7 @@ class TestManyProcesses:
         failing = {m.id for n, m in enumerate(members) if n % fail_every == 0}
         with closing(open_backend(backend_url)) as parent:
             parent.enqueue(members, job=NewJob("big", "concurrent", time.time()))
-            reports = run_workers(backend_url, ["jobs"], total, batch=10)
+            reports = run_workers(backend_url, Plan(("jobs",), total))
             job = parent.job("big")
             assert job is not None
             assert job.counts == Counts(accepted=total, succeeded=total - len(failing),
@@ -130,9 +165,11 @@ class TestManyProcesses:
             for m in parent.messages(queue="jobs", limit=total + 1):
                 assert m.state == (State.DEAD if m.id in failing else State.SUCCEEDED), m.id
             assert_conserved(parent)
-        settled = Counter(mid for r in reports for mid in r["completed"])
-        assert set(settled) == {m.id for m in members}
-        assert max(settled.values()) == 1
+        f = figures(reports, {m.id for m in members})
+        print(f"\njob: members={total} processes={len(reports)} succeeded={job.counts.succeeded} "
+              f"dead={job.counts.dead} lost={f['lost']} double={f['double']} "
+              f"seconds={f['seconds']:.2f} backend={backend_kind}")
+        assert (f["lost"], f["double"], f["unexpected"]) == (0, 0, 0)
 
     def test_stress_every_message_completed_exactly_once(
         self, backend_kind: str, backend_url: str
@@ -143,21 +180,39 @@ class TestManyProcesses:
                  for n in range(total)]
         with closing(open_backend(backend_url)) as parent:
             parent.enqueue(batch)
-            reports = run_workers(backend_url, ["stress-a", "stress-b"], total, batch=10)
+            reports = run_workers(backend_url, Plan(("stress-a", "stress-b"), total))
             counts = {s.queue: s.counts for s in parent.queue_stats()}
             assert_conserved(parent)
-        settled = Counter(mid for r in reports for mid in r["completed"])
-        expected = {m.id for m in batch}
-        lost = len(expected - set(settled))
-        double = sum(1 for n in settled.values() if n > 1)
-        claimed = sum(r["claimed"] for r in reports)
-        seconds = max(r["end"] for r in reports) - min(r["start"] for r in reports)
-        per_process = ",".join(str(len(r["completed"])) for r in reports)
-        print(f"\nstress[{backend_kind}]: messages={total} processes={len(reports)} lost={lost} "
-              f"double={double} claimed={claimed} seconds={seconds:.2f} "
-              f"per_process={per_process}")
-        assert lost == 0 and double == 0
-        assert claimed == total, "a message was delivered twice while its lease was held"
-        assert set(settled) == expected
+        f = figures(reports, {m.id for m in batch})
+        print(f"\nstress: messages={total} processes={len(reports)} lost={f['lost']} "
+              f"double={f['double']} seconds={f['seconds']:.2f} backend={backend_kind} "
+              f"claimed={f['claimed']} per_process={f['per_process']}")
+        assert (f["lost"], f["double"], f["unexpected"]) == (0, 0, 0)
+        assert f["claimed"] == total, "a message was delivered twice while its lease was held"
         assert counts == {"stress-a": Counts(accepted=total // 2, succeeded=total // 2),
                           "stress-b": Counts(accepted=total // 2, succeeded=total // 2)}
+
+    def test_fenced_completion_while_leases_expire(
+        self, backend_kind: str, backend_url: str
+    ) -> None:
+        """Slow batches outlive their lease, others recover and redo them: one success each."""
+        _require_shared(backend_kind)
+        total = 300
+        batch = [new_message("race", max_deliveries=1000) for _ in range(total)]
+        plan = Plan(("race",), total, batch=5, lease_seconds=0.25, slow_every=4,
+                    slow_seconds=0.4, recover_every=1, leases_outlive_work=False)
+        with closing(open_backend(backend_url)) as parent:
+            parent.enqueue(batch)
+            reports = run_workers(backend_url, plan)
+            counts = {s.queue: s.counts for s in parent.queue_stats()}
+            assert_conserved(parent)
+            states = Counter(m.state for m in parent.messages(queue="race", limit=total + 1))
+        f = figures(reports, {m.id for m in batch})
+        print(f"\nrace: messages={total} processes={len(reports)} lost={f['lost']} "
+              f"double={f['double']} claimed={f['claimed']} recovered={f['recovered']} "
+              f"refused={f['refused']} seconds={f['seconds']:.2f} backend={backend_kind}")
+        assert (f["lost"], f["double"], f["unexpected"]) == (0, 0, 0)
+        assert states == {State.SUCCEEDED: total}
+        assert counts == {"race": Counts(accepted=total, succeeded=total)}
+        # Every delivery ends once: settled, refused (recovered meanwhile), never both.
+        assert f["claimed"] == total + f["refused"]
