@@ -1,0 +1,1 @@
+"""The benchmark against peer task queues: ``python bench/run.py`` (or ``make bench``)."""
