@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from redis.crc import key_slot
@@ -18,7 +21,7 @@ from stalwart.backends.redis import RedisBackend
 from stalwart.backends.redis.scripts import Call, Scripts
 from stalwart.ids import new_id
 from stalwart.net import ConnectionSettings
-from stalwart.testing.services import redis_url
+from stalwart.testing.services import in_ci, redis_url
 
 
 @pytest.fixture
@@ -238,3 +241,34 @@ def test_purge_frees_the_key_and_a_late_cleanup_never_frees_a_newer_holder(
     third = msg("p", idempotency_key="k")
     assert backend.enqueue([third]) == [second.id]
     assert backend._r.llen(backend._base("p") + ":purged") == 0
+
+
+def test_unix_socket_url(tmp_path: Path) -> None:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        reason = "SERVICE UNAVAILABLE: redis-server is not installed; the unix:// test needs it"
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    path = tmp_path / "redis.sock"
+    proc = subprocess.Popen(
+        [binary, "--port", "0", "--unixsocket", str(path), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        b = open_backend(f"unix://{path}?db=0&prefix=t_unix")
+        try:
+            m = msg()
+            assert b.enqueue([m]) == [m.id]
+            [d] = b.claim(["default"], 1, 30, "w")
+            assert b.complete(d.lease, '"done"')
+            info = b.message(m.id)
+            assert info is not None and info.result == '"done"'
+        finally:
+            b.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -55,7 +55,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
 
@@ -117,9 +117,9 @@ class RedisBackend(BackendBase):
         prefix = prefix or dict(query).get("prefix") or "stalwart"
         if "{" in prefix or "}" in prefix:
             raise ConfigurationError(f"Redis key prefix {prefix!r} may not contain '{{' or '}}'")
-        server_url = urlunsplit(
-            parts._replace(query=urlencode([(k, v) for k, v in query if k != "prefix"]))
-        )
+        rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+        # Built by hand: urlunsplit drops the '//' of 'unix:///path' that redis-py requires.
+        server_url = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{rest}" if rest else "")
         self.url = redact(url)
         self.clock = clock
         self.prefix = prefix
