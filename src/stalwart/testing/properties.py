@@ -36,6 +36,7 @@ from hypothesis.stateful import (
 
 from ..backends import open_backend
 from ..backends.base import (
+    Attempt,
     Backend,
     Bury,
     Complete,
@@ -143,8 +144,9 @@ class AgreementMachine(RuleBasedStateMachine):
     @rule(target=leases, queues=st.sampled_from([("a",), ("b",), ("a", "b")]),
           limit=st.integers(1, 3))
     def claim(self, queues: tuple[str, ...], limit: int) -> object:
-        got = self.real.claim(list(queues), limit, LEASE, "w-real")
-        want = self.model.claim(list(queues), limit, LEASE, "w-model")
+        worker = f"w-{limit}"
+        got = self.real.claim(list(queues), limit, LEASE, worker)
+        want = self.model.claim(list(queues), limit, LEASE, worker)
         got_ids = {d.lease.message_id for d in got}
         want_ids = {d.lease.message_id for d in want}
         assert got_ids == want_ids, f"claim took {sorted(got_ids)}, the model {sorted(want_ids)}"
@@ -262,7 +264,7 @@ class AgreementMachine(RuleBasedStateMachine):
                 continue
             _agree_counts(f"job {j}", got.counts, want.counts)
             assert (got.name, got.state) == (want.name, want.state), f"job {j}: {got} vs {want}"
-            assert {m for m, _ in got.progress} == {m for m, _ in want.progress}, f"job {j}"
+            assert sorted(got.progress) == sorted(want.progress), f"job {j} progress"
 
     @staticmethod
     def _agree_message(
@@ -276,9 +278,22 @@ class AgreementMachine(RuleBasedStateMachine):
         spec = (_effective(want, now), want.retries, want.deliveries,
                 want.error.reason if want.error else None)
         assert seen == spec, f"{mid}: (state, retries, deliveries, reason) {seen}, model {spec}"
+        if _effective(want, now) == State.SCHEDULED:
+            assert got.eta == want.eta, f"{mid}: eta {got.eta} vs the model's {want.eta}"
+        if want.state == State.RUNNING:
+            assert got.lease_expires_at == want.lease_expires_at, f"{mid}: lease expiry"
+            assert got.progress == want.progress, f"{mid}: {got.progress} vs {want.progress}"
+        history = [_attempt(a) for a in got.attempts]
+        spec_history = [_attempt(a) for a in want.attempts]
+        assert history == spec_history, f"{mid}: attempts {history}, model {spec_history}"
         due = want.result_expires_at is not None and want.result_expires_at <= now
         if not due:  # past its TTL a result may go at once or at the next recovery
             assert got.result == want.result, f"{mid}: result {got.result!r} vs {want.result!r}"
+
+
+def _attempt(a: Attempt) -> tuple[object, ...]:
+    return (a.delivery, a.worker_id, a.started_at, a.ended_at, a.outcome,
+            a.error.reason if a.error else None)
 
 
 def _effective(info: MessageInfo, now: float) -> State:
