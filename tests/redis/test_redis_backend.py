@@ -21,6 +21,7 @@ from stalwart.backends.redis import RedisBackend
 from stalwart.backends.redis.scripts import Call, Scripts
 from stalwart.ids import new_id
 from stalwart.net import ConnectionSettings
+from stalwart.testing.conformance.fixtures import FakeClock
 from stalwart.testing.services import in_ci, redis_url
 
 
@@ -272,3 +273,34 @@ def test_unix_socket_url(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_retention_prunes_final_messages_and_keeps_their_counts(url: str) -> None:
+    clock = FakeClock()
+    b = open_backend(url + "&retention=100&dead_retention=1000", clock=clock)
+    try:
+        done, dead, waiting = msg(idempotency_key="kd"), msg(max_deliveries=1), msg("other")
+        b.enqueue([done, dead, waiting])
+        by_id = {d.lease.message_id: d for d in b.claim(["default"], 2, 30, "w")}
+        assert b.complete(by_id[done.id].lease, '"r"')
+        assert b.fail(by_id[dead.id].lease, ErrorInfo("fail"))
+        clock.advance(99)
+        b.recover_expired()
+        assert b.message(done.id) is not None
+        clock.advance(2)
+        b.recover_expired()
+        assert b.message(done.id) is None, "a succeeded message outlived its retention"
+        assert b.message(dead.id) is not None, "dead_retention is longer than retention"
+        assert b.message(waiting.id) is not None
+        again = msg(idempotency_key="kd")
+        assert b.enqueue([again]) == [again.id], "the pruned message's key was not freed"
+        clock.advance(1000)
+        b.recover_expired()
+        assert b.message(dead.id) is None
+        stats = {s.queue: s.counts for s in b.queue_stats()}["default"]
+        assert (stats.accepted, stats.succeeded, stats.dead, stats.queued) == (3, 1, 1, 1)
+        assert b._r.llen(b._base("default") + ":purged") == 0
+    finally:
+        b.close()
+    with pytest.raises(Exception, match="retention"):
+        RedisBackend(url + "&retention=soon")

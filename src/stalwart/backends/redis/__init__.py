@@ -2,7 +2,10 @@
 
 URL: ``redis://[user:password@]host:port/db?prefix=NAME`` (also ``rediss://`` and
 ``unix:///path.sock?db=0&prefix=NAME``); ``prefix`` namespaces every key (default
-``stalwart``). Every connection takes its keepalive and timeouts from
+``stalwart``). ``retention`` (seconds succeeded and cancelled messages are kept) and
+``dead_retention`` (seconds dead ones are kept) default to none: kept until purged, as
+the contract reads; set them, since Redis holds everything in memory. Pruning runs inside
+``recover_expired``, which every worker calls. Every connection takes its keepalive and timeouts from
 :class:`stalwart.net.ConnectionSettings`.
 
 Keys. A queue's keys share the hash tag ``{prefix:queue}``, so each per-queue script touches
@@ -11,7 +14,9 @@ one cluster slot:
 * ``m:<id>`` hash per message, ``a:<id>`` its attempts (a list of JSON records);
 * ``ready`` sorted set scored ``9 - priority``: equal scores sort by member, the id, so
   the head is the highest priority and then the oldest id (ids sort by creation time);
-* ``sched`` by eta, ``running`` by lease expiry, ``rexp`` results by expiry;
+* ``sched`` by eta, ``running`` by lease expiry, ``rexp`` results by expiry, ``done_t``
+  and ``dead_t`` final messages by the time they ended (for retention);
+* ``purged`` tombstones of deleted messages until the store-wide indexes forget them;
 * ``s:<state>`` one set per state (score 0, so id order) for listing by state;
 * ``stats`` counters per state plus ``accepted``; ``j:<job>`` the same per (job, queue);
   ``jp:<job>`` running members of a job that reported progress;
@@ -92,6 +97,7 @@ __all__ = ["RedisBackend"]
 _SCRIPTS = Scripts()
 _BATCH = 500  # messages per script call: keeps each script short, so Redis stays responsive
 _STATES = tuple(State)
+_OWN_OPTIONS = ("prefix", "retention", "dead_retention")  # the rest go to redis-py
 
 
 class RedisBackend(BackendBase):
@@ -107,6 +113,8 @@ class RedisBackend(BackendBase):
         prefix: str | None = None,
         settings: ConnectionSettings | None = None,
         wait_block_seconds: float = 5.0,
+        retention: float | None = None,
+        dead_retention: float | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss", "unix"):
@@ -117,7 +125,11 @@ class RedisBackend(BackendBase):
         prefix = prefix or dict(query).get("prefix") or "stalwart"
         if "{" in prefix or "}" in prefix:
             raise ConfigurationError(f"Redis key prefix {prefix!r} may not contain '{{' or '}}'")
-        rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+        given = dict(query)
+        self.retention = _seconds("retention", retention, given.get("retention"))
+        self.dead_retention = _seconds(
+            "dead_retention", dead_retention, given.get("dead_retention"))
+        rest = urlencode([(k, v) for k, v in query if k not in _OWN_OPTIONS])
         # Built by hand: urlunsplit drops the '//' of 'unix:///path' that redis-py requires.
         server_url = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{rest}" if rest else "")
         self.url = redact(url)
@@ -297,10 +309,15 @@ class RedisBackend(BackendBase):
             for q, n in zip(queues, pipe.execute(), strict=True):
                 shares[q] = min(int(n), left)
                 left -= shares[q]
-        replies = self._run([self._call("recover", q, nowt, str(n)) for q, n in shares.items()])
+        cutoffs = [
+            "" if keep is None else t(now - keep) for keep in (self.retention, self.dead_retention)
+        ]
+        calls = [self._call("recover", q, nowt, str(n), *cutoffs) for q, n in shares.items()]
+        replies = self._run(calls)
+        self._unindex({c.args[0]: pending for c, (_, pending) in zip(calls, replies, strict=True)})
         return [
             (flat[i].decode(), State(flat[i + 1].decode()))
-            for flat in replies for i in range(0, len(flat), 2)
+            for flat, _ in replies for i in range(0, len(flat), 2)
         ]
 
     def cancel(self, ids: Sequence[str]) -> list[str]:
@@ -322,17 +339,24 @@ class RedisBackend(BackendBase):
         count, tombstones = 0, {}
         for call, (n, pending) in self._dead_batches("purge", ids, queue):
             count += int(n)
-            if pending:
-                tombstones[call.args[0]] = pending
-        if tombstones:
-            entries = [e for pending in tombstones.values() for e in pending]
-            self._run([Call("unindex", self._g + ":idx", [self._g, *entries])])
-            pipe = self._r.pipeline(transaction=False)
-            for base, pending in tombstones.items():
-                for e in pending:
-                    pipe.lrem(base + ":purged", 1, e)
-            pipe.execute()
+            tombstones[call.args[0]] = pending
+        self._unindex(tombstones)
         return count
+
+    def _unindex(self, tombstones: dict[str, list[bytes]]) -> None:
+        """Drop deleted messages from the store-wide indexes, then their tombstones.
+
+        ``tombstones`` maps a queue's key base to the entries its script reported pending.
+        """
+        entries = [e for pending in tombstones.values() for e in pending]
+        if not entries:
+            return
+        self._run([Call("unindex", self._g + ":idx", [self._g, *entries])])
+        pipe = self._r.pipeline(transaction=False)
+        for base, pending in tombstones.items():
+            for e in pending:
+                pipe.lrem(base + ":purged", 1, e)
+        pipe.execute()
 
     def _dead_batches(
         self, script: str, ids: Sequence[str] | None, queue: str | None
@@ -549,6 +573,20 @@ class RedisBackend(BackendBase):
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def _seconds(name: str, given: float | None, text: str | None) -> float | None:
+    """A duration option from the constructor or the URL; None keeps rows for ever."""
+    value: Any = given if given is not None else text
+    if value is None or value == "":
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
+        raise ConfigurationError(f"Redis option {name}={value!r} must be seconds (>= 0)")
+    return seconds
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:

@@ -39,6 +39,7 @@ local function move(id, h, job, from, to, score)
       redis.call('HDEL', h, 'expires')
       if job then redis.call('SREM', key('jp:' .. job), id) end
     end
+    if from == 'dead' then redis.call('ZREM', key('dead_t'), id) end
     redis.call('HINCRBY', stats, from, -1)
     if jk then redis.call('HINCRBY', jk, from, -1) end
   else
@@ -49,6 +50,11 @@ local function move(id, h, job, from, to, score)
   redis.call('HINCRBY', stats, to, 1)
   if jk then redis.call('HINCRBY', jk, to, 1) end
   redis.call('HSET', h, 'state', to, 'updated_at', now)
+  if to == 'dead' then
+    redis.call('ZADD', key('dead_t'), now, id)
+  elseif FINAL[to] then
+    redis.call('ZADD', key('done_t'), now, id)
+  end
   if to == 'queued' then
     redis.call('ZADD', key('ready'), ready_score(redis.call('HGET', h, 'priority')), id)
   elseif to == 'scheduled' then

@@ -19,6 +19,7 @@ for _, id in ipairs(ids) do
     redis.call('DEL', h, akey(id))
     redis.call('ZREM', key('s:dead'), id)
     redis.call('ZREM', key('rexp'), id)
+    redis.call('ZREM', key('dead_t'), id)
     redis.call('RPUSH', key('purged'), id .. '\n' .. (f[2] or ''))
     n = n + 1
   end

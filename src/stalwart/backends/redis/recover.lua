@@ -1,6 +1,9 @@
 -- Leases that expired before now (ARGV[2]) go back to 'queued', or to 'dead' with reason
 -- worker-lost once the message had max_deliveries deliveries; at most ARGV[3] of them.
--- Also drops results whose TTL has passed. Returns a flat list: id, new state, ...
+-- Also drops results whose TTL has passed, and final messages past their retention:
+-- ARGV[4] / ARGV[5] are the cutoffs for succeeded-or-cancelled / dead ('' keeps them).
+-- Deleted messages leave tombstones, as purge.lua does. Returns {flat list of id, new
+-- state, ...; pending tombstones}.
 local limit = tonumber(ARGV[3])
 local out, ready = {}, 0
 if limit > 0 then
@@ -30,5 +33,22 @@ for _, id in ipairs(gone) do
   redis.call('HDEL', mkey(id), 'result')
   redis.call('ZREM', key('rexp'), id)
 end
+local function prune(index, cutoff)
+  if cutoff == '' then return end
+  local ids = redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. cutoff, 'LIMIT', 0, 500)
+  for _, id in ipairs(ids) do
+    local h = mkey(id)
+    local f = redis.call('HMGET', h, 'state', 'ikey')
+    redis.call('ZREM', index, id)
+    if f[1] and FINAL[f[1]] then
+      redis.call('DEL', h, akey(id))
+      redis.call('ZREM', key('s:' .. f[1]), id)
+      redis.call('ZREM', key('rexp'), id)
+      redis.call('RPUSH', key('purged'), id .. '\n' .. (f[2] or ''))
+    end
+  end
+end
+prune(key('done_t'), ARGV[4])
+prune(key('dead_t'), ARGV[5])
 wake('r', ready)
-return out
+return {out, redis.call('LRANGE', key('purged'), 0, 999)}
