@@ -28,7 +28,7 @@ from .common import APP_ARGUMENT, load_app
 @click.option("--shutdown-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="On SIGTERM, how long running tasks may take to finish.")
 @click.option("--recover-interval", type=click.FloatRange(min=0.1), default=None,
-              help="Seconds between recoveries of expired leases (default: min(5, lease/4)).")
+              help="Seconds between recoveries of expired leases (default: min(5, lease/10)).")
 @click.option("--health-port", type=click.IntRange(min=0, max=65535), default=None,
               help="Serve 200 (healthy) / 503 on http://127.0.0.1:PORT/ for liveness probes.")
 @click.option("--worker-id", default=None, help="This worker's id in the registry "

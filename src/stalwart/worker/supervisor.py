@@ -147,7 +147,7 @@ class Supervisor:
         # Celery's default multiplier: enough in hand that claims and settles come in batches.
         self.prefetch = 4 * self.concurrency if prefetch is None else max(0, prefetch)
         self.shutdown_timeout = shutdown_timeout
-        self.recover_interval = recover_interval or min(5.0, self.lease_seconds / 4)
+        self.recover_interval = recover_interval or min(5.0, self.lease_seconds / 10)
         self.stall_seconds = 3 * self.heartbeat_seconds
         self.hostname = socket.gethostname()
         self.worker_id = worker_id or f"{self.hostname}:{os.getpid()}:{new_token()[:6]}"
