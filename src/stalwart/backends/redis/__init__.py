@@ -146,8 +146,9 @@ class RedisBackend(BackendBase):
         blocking = dict(kwargs, socket_timeout=max(
             float(kwargs["socket_timeout"]), self.wait_block_seconds + 10.0))
         self._blocking_pool = redis.ConnectionPool.from_url(server_url, **blocking)
-        self._r = redis.Redis(connection_pool=self._pool)
-        self._rb = redis.Redis(connection_pool=self._blocking_pool)
+        # Typed Any: redis-py's stubs cannot tell that replies are bytes (decode_responses off).
+        self._r: Any = redis.Redis(connection_pool=self._pool)
+        self._rb: Any = redis.Redis(connection_pool=self._blocking_pool)
         self._g = "{" + prefix + "}"
         self._closed = threading.Event()
 
