@@ -87,6 +87,33 @@ def test_a_hung_consume_loop_is_reopened_by_the_watchdog(memory, caplog):
     assert "consume loop stalled" in text and "backend reopened" in text
 
 
+class BrokenBackend(HangingBackend):
+    """A connection left in a bad state: every claim fails, and retrying it will not help."""
+
+    def claim(self, *args: Any, **kwargs: Any) -> Any:
+        if self.hang:
+            raise BackendError("protocol error: connection out of sync")
+        return self.inner.claim(*args, **kwargs)
+
+
+def test_a_backend_failing_every_call_is_reopened(memory, caplog):
+    client, model = memory
+    opened: list[BrokenBackend] = []
+
+    def factory() -> BrokenBackend:
+        opened.append(BrokenBackend(model, hang=not opened))
+        return opened[-1]
+
+    (h,) = client.send([tasks.work.s("after-errors")])
+    sup = Supervisor(tasks.app, ["default"], concurrency=1, pool="thread",
+                     install_signals=False, backend_factory=factory)
+    seen = set()
+    with caplog.at_level(logging.INFO, logger="stalwart"), running(sup):
+        assert wait_until(lambda: seen.add(sup.health()) or model.message(h.id).state
+                          == State.SUCCEEDED, 10)
+    assert "backend-failing" in seen and "backend reopened" in caplog.text
+
+
 def test_a_lease_lost_under_a_running_task_is_not_settled_as_ours(memory, caplog):
     client, model = memory
     now = [time.time()]

@@ -7,7 +7,7 @@ needs nothing but the App it inherited at fork.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..message import Message
@@ -92,8 +92,12 @@ Event = ProgressReport | Finished | Lost
 # --- the pipe's wire form ------------------------------------------------------------------
 
 
+def _fields(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__slots__}  # asdict() deep-copies
+
+
 def dump_job(job: Job) -> bytes:
-    return json.dumps(asdict(job), separators=(",", ":")).encode()
+    return json.dumps(_fields(job), separators=(",", ":")).encode()
 
 
 def load_job(data: bytes) -> Job:
@@ -101,7 +105,10 @@ def load_job(data: bytes) -> Job:
 
 
 def dump_event(event: Event) -> bytes:
-    return json.dumps([type(event).__name__, asdict(event)], separators=(",", ":")).encode()
+    fields = _fields(event)
+    if isinstance(event, Finished):
+        fields["verdict"] = _fields(event.verdict)
+    return json.dumps([type(event).__name__, fields], separators=(",", ":")).encode()
 
 
 def load_event(data: bytes) -> Event:

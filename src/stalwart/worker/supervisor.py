@@ -178,6 +178,7 @@ class Supervisor:
         self.idle_delay = 0.0
         self.claim_batch = max(1, (self.concurrency + self.prefetch) // 2)
         self.settled = 0
+        self.loop_failures = 0
 
     # -- control ------------------------------------------------------------------------
 
@@ -220,9 +221,9 @@ class Supervisor:
                 try:
                     if self._step():
                         break
-                    failures = 0
+                    failures = self.loop_failures = 0
                 except Exception as exc:
-                    failures += 1
+                    failures = self.loop_failures = failures + 1
                     self.log.logger.error("consume loop error (%s: %s); retrying", type(exc).__name__,
                                           exc, exc_info=failures == 1)
                     if self.forced and failures >= 3:
@@ -232,6 +233,8 @@ class Supervisor:
                                        held=len(self.held),
                                        detail="their leases expire and other workers recover them")
                         break
+                    if failures % 3 == 0:  # a connection in a bad state: start afresh
+                        self.reopen = True
                     time.sleep(min(2.0, 0.05 * 2 ** min(failures, 6)))
         finally:
             self._finish(server)
@@ -598,6 +601,8 @@ class Supervisor:
         now = time.monotonic()
         if self.stalled or now - self.beat > self.stall_seconds:
             return "stalled"
+        if self.loop_failures >= 3:
+            return "backend-failing"
         if self.heartbeat is not None and now - self.heartbeat.last_ok > self.stall_seconds:
             return "heartbeat-failing"
         return "ok"
