@@ -304,3 +304,20 @@ def test_retention_prunes_final_messages_and_keeps_their_counts(url: str) -> Non
         b.close()
     with pytest.raises(Exception, match="retention"):
         RedisBackend(url + "&retention=soon")
+
+
+def test_due_messages_left_over_by_a_claim_wake_a_waiter(url: str) -> None:
+    clock = FakeClock()
+    b = open_backend(url, clock=clock)
+    try:
+        b.enqueue([msg("x", eta=clock() + 10) for _ in range(3)] + [msg("y", priority=9)])
+        clock.advance(11)
+        # Takes y's message and promotes x's due ones; two of them stay ready.
+        got = b.claim(["x", "y"], 2, 30, "w")
+        assert [d.queue for d in got] == ["y", "x"]
+        start = time.monotonic()
+        assert b.wait(["x"], 2.0) is True
+        assert time.monotonic() - start < 0.5
+        assert len(b.claim(["x"], 10, 30, "w")) == 2
+    finally:
+        b.close()

@@ -8,5 +8,6 @@ for _, id in ipairs(due) do
   redis.call('ZREM', key('sched'), id)
   redis.call('ZADD', key('ready'), ready_score(redis.call('HGET', mkey(id), 'priority')), id)
 end
+wake('r', #due)  -- they left the eta index that waiters watch: wake one to claim them
 if limit <= 0 then return {} end
 return redis.call('ZRANGE', key('ready'), 0, limit - 1, 'WITHSCORES')
