@@ -25,6 +25,7 @@ from .lifecycle import TestAttempts, TestBury, TestExpiry, TestRelease, TestResc
 from .processes import TestManyProcesses
 from .registry import TestWait, TestWorkerRegistry
 from .results import TestResults
+from .threads import TestThreads
 
 __all__ = [
     "CheckedBackend",
@@ -46,6 +47,7 @@ __all__ = [
     "TestRelease",
     "TestReschedule",
     "TestResults",
+    "TestThreads",
     "TestWait",
     "TestWorkerRegistry",
     "assert_conserved",
