@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -75,13 +77,25 @@ def test_a_hung_consume_loop_is_reopened_by_the_watchdog(memory, caplog):
 
     (h,) = client.send([tasks.work.s("after-stall")])
     sup = Supervisor(tasks.app, ["default"], concurrency=1, pool="thread", lease_seconds=3,
-                     heartbeat_seconds=0.2, install_signals=False, backend_factory=factory)
-    seen = set()
+                     heartbeat_seconds=0.2, install_signals=False, backend_factory=factory,
+                     health_port=0)
+    seen, codes = set(), set()
+
+    def probe() -> bool:
+        seen.add(sup.health())
+        if sup.health_port:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{sup.health_port}/", timeout=2):
+                    codes.add(200)
+            except urllib.error.HTTPError as e:
+                codes.add(e.code)
+        return model.message(h.id).state == State.SUCCEEDED
+
     with caplog.at_level(logging.INFO, logger="stalwart"), running(sup):
-        assert wait_until(lambda: seen.add(sup.health()) or model.message(h.id).state
-                          == State.SUCCEEDED, 10)
+        assert wait_until(probe, 10)
         assert wait_until(lambda: sup.health() == "ok", 5)
-    assert "stalled" in seen
+        assert wait_until(lambda: probe() and 200 in codes, 5)
+    assert "stalled" in seen and codes == {200, 503}
     assert opened[0].closed.is_set() and len(opened) >= 3  # loop, heartbeat, reopened loop
     text = caplog.text
     assert "consume loop stalled" in text and "backend reopened" in text

@@ -207,13 +207,15 @@ class Supervisor:
             from .health import serve_health
 
             server = serve_health(self.health_port, self.health_report)
+            self.health_port = server.server_address[1]  # the real one when asked for port 0
         if self.install_signals:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
         self.log.event(logging.INFO, "worker started", worker=self.worker_id,
                        queues=",".join(self.queues), pool=self.pool_kind,
                        concurrency=self.concurrency, lease=self.lease_seconds,
-                       heartbeat=self.heartbeat_seconds, backend=self.backend.url)
+                       heartbeat=self.heartbeat_seconds, backend=self.backend.url,
+                       health_port=self.health_port)
         failures = 0
         try:
             while True:
@@ -559,6 +561,7 @@ class Supervisor:
         self.pool.close()
         if server is not None:
             server.shutdown()
+            server.server_close()
         try:
             if self.backend is not None:
                 self.backend.unregister_worker(self.worker_id)
