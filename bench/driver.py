@@ -40,7 +40,7 @@ class Settings:
         self.latency_rate = 100.0
         self.recovery_n = 20
         self.recovery_task_s = 0.5
-        self.recovery_window_s = 20.0 if quick else 25.0
+        self.recovery_window_s = 12.0 if quick else 25.0
         # A slow system measured over a bounded time instead of all n tasks (said in output).
         self.enqueue_cap_s = 4.0
         self.drain_cap_s = 5.0
@@ -235,6 +235,7 @@ def median_of(samples: list[dict | None], key: str) -> float | None:
 
 def measure_row(row: Row, redis_url: str, s: Settings) -> dict[str, Any]:
     os.environ["BENCH_REDIS_URL"] = redis_url
+    os.environ["BENCH_QUICK"] = "1" if s.quick else "0"
     module = importlib.import_module(f"bench.adapters.{row.module}")
     adapter = module.Adapter(row.variant, redis_url)
     bench = redis.Redis.from_url(redis_url)

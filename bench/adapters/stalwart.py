@@ -1,7 +1,7 @@
 """stalwart on Redis (the bench's server), SQLite (a file) or PostgreSQL (a schema of its own).
 
-The lease is 10 s (the default is 30 s) so that the recovery test, which waits for leases of
-a SIGKILLed worker to expire, fits in the benchmark's time; heartbeats every 3 s.
+The lease is 10 s (the default is 30 s; 4 s in a quick run) so that the recovery test, which
+waits for the leases of a SIGKILLed worker to expire, fits in the benchmark's time.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 from bench.adapters import base
 from stalwart import App
 
-LEASE_SECONDS = 10.0
-HEARTBEAT_SECONDS = 3.0
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+LEASE_SECONDS = 4.0 if QUICK else 10.0
+HEARTBEAT_SECONDS = LEASE_SECONDS / 3
 POSTGRES = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 app = App("bench", broker=os.environ.get("BENCH_BROKER"), lease_seconds=LEASE_SECONDS,
@@ -69,7 +70,7 @@ class Adapter:
             "sqlite": "SQLite WAL, synchronous=FULL",
             "postgres": "PostgreSQL committed",
         }[self.variant]
-        return (f"lease {LEASE_SECONDS:.0f} s (default 30), heartbeat {HEARTBEAT_SECONDS:.0f} s, "
+        return (f"lease {LEASE_SECONDS:.0f} s (default 30), heartbeat {HEARTBEAT_SECONDS:.1f} s, "
                 f"prefetch 4 x concurrency (default); ack after running; {durability}")
 
     def worker_desc(self, processes: int) -> str:
