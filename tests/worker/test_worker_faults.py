@@ -197,3 +197,17 @@ def test_children_die_with_their_supervisor(client, start_worker, ledger):
     worker.proc.wait()
     assert wait_until(lambda: not Path(f"/proc/{child}").exists(), 3), \
         "an orphaned child kept running its task after the supervisor died"
+
+
+def test_per_call_time_limits_override_the_task(client, start_worker, ledger):
+    hard_call, soft_call = client.send([
+        work.s("call-hard", 10).set(time_limit=0.5, max_retries=0),
+        soft.s("call-soft").set(soft_time_limit=0.2),
+    ])
+    began = time.monotonic()
+    start_worker("-c", "2")
+    with pytest.raises(TaskError) as err:
+        hard_call.result(timeout=15)
+    assert err.value.exc_type == "stalwart.errors.TimeLimitExceeded"
+    assert soft_call.result(timeout=15) == "cleaned up"
+    assert time.monotonic() - began < 8
