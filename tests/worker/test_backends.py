@@ -34,7 +34,8 @@ def test_worker_on_each_backend(kind, tmp_path, start_worker, ledger, ledger_pat
             keys = [f"k{i}" for i in range(20)]
             sent = client.send([tasks.work.s(k) for k in keys])
             (victim,) = client.send([tasks.work.s("victim", 2.0)])
-            worker = start_worker("-c", "2", "--worker-id", f"w-{kind}", url=url)
+            worker = start_worker("-c", "2", "--worker-id", f"w-{kind}",
+                                  "--heartbeat-seconds", "0.5", url=url)
             assert wait_until(lambda: ledger().starts("victim"), 20), worker.output()[-2000:]
             killed_at = time.time()
             os.kill(ledger().starts("victim")[0][0], signal.SIGKILL)
@@ -44,7 +45,12 @@ def test_worker_on_each_backend(kind, tmp_path, start_worker, ledger, ledger_pat
             assert wait_until(lambda: all_final(client, ids), 20), worker.output()[-2000:]
             assert {client.backend.message(i).state for i in ids} == {State.SUCCEEDED}
             assert ledger().lost([*keys, "victim"]) == [] and ledger().doubled() == []
-            assert [w.id for w in client.backend.workers()] == [f"w-{kind}"]
+            (info,) = client.backend.workers()
+            assert info.id == f"w-{kind}" and info.meta["health"] == "ok"
+            if kind != "sqlite":  # network sockets, each with keepalive as the kernel reports
+                assert wait_until(lambda: client.backend.workers()[0].meta.get("connections"), 5)
+                conns = client.backend.workers()[0].meta["connections"]
+                assert all(c["keepalive"] and c["idle"] == 60 for c in conns), conns
             assert worker.terminate() == 0
             assert client.backend.workers() == []
         finally:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from ..app import App
@@ -620,11 +620,28 @@ class Supervisor:
             "stopping": self.stopping,
         }
 
+    def _connections(self) -> list[dict[str, Any]] | None:
+        """This worker's sockets with their keepalive as read back (``stalwart doctor``)."""
+        found: list[dict[str, Any]] | None = None
+        backends = (self.backend, self.heartbeat.backend if self.heartbeat else None)
+        for backend in backends:
+            fn = getattr(backend, "connections", None) if backend is not None else None
+            if not callable(fn):
+                continue
+            try:
+                found = (found or []) + [asdict(c) for c in fn()]
+            except Exception:  # a report about sockets must never stop a heartbeat
+                continue
+        return found
+
     def info(self) -> WorkerInfo:
         meta = self.health_report()
         meta.update(children=self.pool.pids(), lease_seconds=self.lease_seconds,
                     heartbeat_seconds=self.heartbeat_seconds, replaced=self.pool.replaced,
                     health_port=self.health_port)
+        connections = self._connections()
+        if connections is not None:
+            meta["connections"] = connections
         return WorkerInfo(
             id=self.worker_id, hostname=self.hostname, pid=os.getpid(),
             queues=tuple(self.queues), concurrency=self.concurrency, pool=self.pool_kind,
