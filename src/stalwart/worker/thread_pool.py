@@ -30,6 +30,9 @@ class _Runner(threading.Thread):
             job = pool.jobs.get()
             if job is None:
                 return
+            if job.id in pool.skipped:  # stopped before any thread took it
+                pool.skipped.discard(job.id)
+                continue
             self.job_id = job.id
 
             def report(done: float, total: float | None, note: str | None,
@@ -58,6 +61,7 @@ class ThreadPool:
         self.events: queue.Queue[Event] = queue.Queue()
         self.threads: list[_Runner] = []
         self.active: set[str] = set()
+        self.skipped: set[str] = set()
         self.replaced = 0
 
     def start(self) -> None:
@@ -106,6 +110,9 @@ class ThreadPool:
                 self.replaced += 1
                 self.events.put(Lost(job_id, "its thread was abandoned at the hard time limit"))
                 return
+        if job_id in self.active:  # submitted, not yet taken by a thread
+            self.skipped.add(job_id)
+            self.events.put(Lost(job_id, "stopped before it started"))
 
     def close(self, timeout: float = 5.0) -> None:
         for _ in self.threads:
