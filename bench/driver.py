@@ -40,10 +40,10 @@ class Settings:
         self.latency_rate = 100.0
         self.recovery_n = 20
         self.recovery_task_s = 0.5
-        self.recovery_window_s = 12.0 if quick else 25.0
+        self.recovery_window_s = 15.0
         # A slow system measured over a bounded time instead of all n tasks (said in output).
-        self.enqueue_cap_s = 4.0
-        self.drain_cap_s = 5.0
+        self.enqueue_cap_s = 1.5
+        self.drain_cap_s = 2.5
         self.start_timeout_s = 60.0
 
     def describe(self) -> dict[str, Any]:
@@ -97,8 +97,13 @@ class Measure:
 
     # -- drain --------------------------------------------------------------------------
 
-    def drain(self, ns: str, queued: int, processes: int) -> dict[str, Any]:
-        """Rate from the first completed task until all ``queued`` are done (or the cap)."""
+    def drain(self, ns: str, queued: int, processes: int,
+              then: Callable[[str, WorkerGroup], dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Rate from the first completed task until all ``queued`` are done (or the cap).
+
+        ``then`` runs on the same worker once it has drained everything (saving a start).
+        """
+        after: dict[str, Any] | None = None
         with self.worker(ns, processes) as group:
             peak = [0]
             stop = threading.Event()
@@ -120,11 +125,16 @@ class Measure:
             finally:
                 stop.set()
                 sampler.join()
+            if then is not None and c >= queued:
+                try:
+                    after = then(ns, group)
+                except Exception as exc:  # reported; the drain figure stands
+                    after = {"error": str(exc)}
         done = c - first_c
         elapsed = t - first_t
         return {"n": done, "queued": queued, "seconds": elapsed,
                 "rate": done / elapsed if elapsed > 0 else None,
-                "capped": c < queued, "peak_rss_mb": peak[0] / 2**20}
+                "capped": c < queued, "peak_rss_mb": peak[0] / 2**20, "then": after}
 
     def wait_first(self, ns: str, group: WorkerGroup) -> tuple[int, float]:
         deadline = time.perf_counter() + self.s.start_timeout_s
@@ -141,27 +151,32 @@ class Measure:
         """Run one task, so the worker is known to be up and idle afterwards."""
         self.adapter.enqueue([Call("noop")], False)
         self.wait_first(ns, group)
-        time.sleep(1.0)
+        time.sleep(0.5)
 
     # -- latency ------------------------------------------------------------------------
 
     def latency(self, ns: str, processes: int) -> dict[str, Any]:
-        """Tasks sent one at a time at ~100/s to an idle worker: enqueue-to-start delays."""
+        """Latency on a worker of its own (when the drain's worker could not finish)."""
         self.adapter.open(ns)
-        n, gap = self.s.latency_n, 1.0 / self.s.latency_rate
-        lat_key = keys(ns)["lat"]
         with self.worker(ns, processes) as group:
             self.warm_up(ns, group)
-            t0 = time.perf_counter()
-            for i in range(n):
-                pause = t0 + i * gap - time.perf_counter()
-                if pause > 0:
-                    time.sleep(pause)
-                self.adapter.enqueue([Call("stamp", (time.time(),))], False)
-            deadline = time.perf_counter() + 30.0
-            while self.r.llen(lat_key) < n and time.perf_counter() < deadline:
-                time.sleep(0.05)
-            values = sorted(float(v) * 1000 for v in self.r.lrange(lat_key, 0, -1))
+            return self.latency_on(ns, group)
+
+    def latency_on(self, ns: str, group: WorkerGroup) -> dict[str, Any]:
+        """Tasks sent one at a time at ~100/s to an idle worker: enqueue-to-start delays."""
+        time.sleep(0.5)
+        n, gap = self.s.latency_n, 1.0 / self.s.latency_rate
+        lat_key = keys(ns)["lat"]
+        t0 = time.perf_counter()
+        for i in range(n):
+            pause = t0 + i * gap - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            self.adapter.enqueue([Call("stamp", (time.time(),))], False)
+        deadline = time.perf_counter() + 30.0
+        while self.r.llen(lat_key) < n and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        values = sorted(float(v) * 1000 for v in self.r.lrange(lat_key, 0, -1))
         if not values:
             raise RuntimeError(f"none of {n} latency tasks ran within 30 s:\n{group.tail()}")
         return {"n": len(values), "missing": n - len(values), "p50_ms": pct(values, 50),
@@ -235,7 +250,6 @@ def median_of(samples: list[dict | None], key: str) -> float | None:
 
 def measure_row(row: Row, redis_url: str, s: Settings) -> dict[str, Any]:
     os.environ["BENCH_REDIS_URL"] = redis_url
-    os.environ["BENCH_QUICK"] = "1" if s.quick else "0"
     module = importlib.import_module(f"bench.adapters.{row.module}")
     adapter = module.Adapter(row.variant, redis_url)
     bench = redis.Redis.from_url(redis_url)
@@ -256,9 +270,17 @@ def measure_row(row: Row, redis_url: str, s: Settings) -> dict[str, Any]:
                            batched)
             if batched:
                 raw["enqueue_batched"].append(fill)
+            lat = None
             if fill:
-                raw["drain_2"].append(attempt(errors, "drain 2", m.drain, ns, fill["n"], 2))
-            raw["latency"].append(attempt(errors, "latency", m.latency, m.ns("l"), 1))
+                d2 = attempt(errors, "drain 2", m.drain, ns, fill["n"], 2, m.latency_on)
+                raw["drain_2"].append(d2)
+                lat = d2.pop("then", None) if d2 else None
+                if lat and "error" in lat:
+                    errors.append(f"latency: {lat['error']}")
+                    lat = None
+            if lat is None:
+                lat = attempt(errors, "latency", m.latency, m.ns("l"), 2)
+            raw["latency"].append(lat)
         for _ in range(s.runs):
             rec = attempt(errors, "recovery", m.recovery, m.ns("r"), 2)
             raw["recovery"].append(rec)
@@ -286,6 +308,7 @@ def measure_row(row: Row, redis_url: str, s: Settings) -> dict[str, Any]:
         "version": _version(row.package), "venv": row.venv,
         "batch_api": adapter.batch_api,
         "lease_seconds": getattr(adapter, "lease_seconds", None),
+        "after_crash": adapter.after_crash,
         "settings": adapter.settings(),
         "workers": {"1": adapter.worker_desc(1), "2": adapter.worker_desc(2)},
         "figures": figures, "runs": raw, "errors": errors,

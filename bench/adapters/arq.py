@@ -34,6 +34,7 @@ class WorkerSettings:
 
 class Adapter:
     batch_api = None
+    after_crash = "back after the in-progress key expires, 310 s"
 
     def __init__(self, variant: str, redis_url: str) -> None:
         self.settings_ = RedisSettings.from_dsn(redis_url)

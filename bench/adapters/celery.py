@@ -45,6 +45,12 @@ class Adapter:
         app.conf.broker_url = redis_url
         self.ns = "celery"
 
+    @property
+    def after_crash(self) -> str:
+        if self.variant == "acks_late":
+            return "back after visibility_timeout, 3600 s"
+        return "running ones lost; prefetched ones back after visibility_timeout, 3600 s"
+
     def settings(self) -> str:
         if self.variant == "acks_late":
             return ("task_acks_late=True, worker_prefetch_multiplier=1, otherwise defaults "

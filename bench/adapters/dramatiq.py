@@ -37,6 +37,7 @@ THREADS = 8
 
 class Adapter:
     batch_api = None
+    after_crash = "back after heartbeat_timeout, 60 s"
 
     def __init__(self, variant: str, redis_url: str) -> None:
         self.ns = QUEUE

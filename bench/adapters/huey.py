@@ -33,6 +33,7 @@ TASKS = {"noop": noop, "stamp": stamp, "slow": slow}
 
 class Adapter:
     batch_api = None
+    after_crash = "lost: popped before running"
 
     def __init__(self, variant: str, redis_url: str) -> None:
         self.redis_url = redis_url

@@ -25,6 +25,7 @@ TASKS = {"noop": noop, "stamp": stamp, "slow": slow}
 
 class Adapter:
     batch_api = "Queue.enqueue_many (one pipeline)"
+    after_crash = "lost: to the failed registry"
 
     def __init__(self, variant: str, redis_url: str) -> None:
         self.redis_url = redis_url

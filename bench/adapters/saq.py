@@ -32,6 +32,7 @@ KWARGS = {"noop": (), "stamp": ("enqueued_at",), "slow": ("i", "seconds")}
 
 class Adapter:
     batch_api = None  # Queue.map enqueues concurrently, then waits for every result
+    after_crash = "lost: swept (every 60 s) after its 10 s timeout, aborted (retries=1)"
 
     def __init__(self, variant: str, redis_url: str) -> None:
         self.redis_url = redis_url
@@ -39,8 +40,8 @@ class Adapter:
         self.queue: Any = None
 
     def settings(self) -> str:
-        return ("defaults: job timeout 10 s, retries=1; a job of a dead worker is swept "
-                "after its timeout and not retried")
+        return ("defaults: job timeout 10 s, retries=1 (one attempt), sweep every 60 s; "
+                "no result wait")
 
     def worker_desc(self, processes: int) -> str:
         return f"saq --workers {processes} (asyncio, concurrency 10 each)"

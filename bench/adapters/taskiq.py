@@ -32,6 +32,7 @@ TASKS = {"noop": noop, "stamp": stamp, "slow": slow}
 
 class Adapter:
     batch_api = None
+    after_crash = "back after idle_timeout, 600 s"
 
     def __init__(self, variant: str, redis_url: str) -> None:
         self.redis_url = redis_url
