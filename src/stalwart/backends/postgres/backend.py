@@ -37,6 +37,7 @@ from ..base import (
     NewMessage,
     Outcome,
     QueueStats,
+    Release,
     WorkerInfo,
 )
 from . import migrate as migrations
@@ -53,8 +54,8 @@ class PostgresBackend(BackendBase):
 
     URL options (query string, or keyword arguments): ``schema`` (default ``stalwart``),
     ``auto_migrate`` (default true: create or upgrade the schema on first use),
-    ``retention`` (seconds succeeded and cancelled rows are kept, default a week; ``none``
-    keeps them), ``dead_retention`` (default none: dead rows stay until purged),
+    ``retention`` (seconds succeeded and cancelled rows are kept; default none: kept for
+    ever), ``dead_retention`` (default none: dead rows stay until purged),
     ``pool_min`` / ``pool_max`` (connections in the pool).
     """
 
@@ -87,7 +88,7 @@ class PostgresBackend(BackendBase):
             self._conninfo,
             min_size=self.options.pool_min,
             max_size=max(self.options.pool_max, self.options.pool_min, 1),
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "prepare_threshold": 0},
             configure=self._configure,
             check=self._check,
             reset=self._reset,
@@ -271,8 +272,10 @@ class PostgresBackend(BackendBase):
     def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
         if not outcomes:
             return []
-        # One row may be updated once per statement: a repeated lease in the batch gets the
-        # answer of its first occurrence, as a retried call would.
+        # One row may be updated once per statement, so a lease repeated in the batch is sent
+        # once; the repeats are answered as the fencing rule answers a retried call: True if
+        # the first was applied or already applied, unless it was a release that applied
+        # (a release clears the token).
         first: dict[Lease, int] = {}
         unique: list[Outcome] = []
         slot = []
@@ -280,15 +283,21 @@ class PostgresBackend(BackendBase):
             if o.lease not in first:
                 first[o.lease] = len(unique)
                 unique.append(o)
-            slot.append(first[o.lease])
+                slot.append((first[o.lease], False))
+            else:
+                slot.append((first[o.lease], True))
         cols = outcome_columns(unique)
         cols["errors"] = [None if e is None else json.dumps(e) for e in cols["errors"]]
         with self._conn() as conn:
             rows = conn.execute(self._sql["settle"], {
                 **cols, "now": self.clock(), "channel": self._channel,
             }).fetchall()
-        answers = [bool(r[1]) for r in rows]
-        return [answers[i] for i in slot]
+        applied = [bool(r[1]) for r in rows]
+        answers = [bool(r[1] or r[2]) for r in rows]
+        return [
+            answers[i] and not (repeat and applied[i] and isinstance(unique[i], Release))
+            for i, repeat in slot
+        ]
 
     def progress(self, lease: Lease, done: float, total: float | None, note: str | None) -> bool:
         with self._conn() as conn:
@@ -371,10 +380,11 @@ class PostgresBackend(BackendBase):
                 wake_at = min(deadline, time.monotonic() + max(next_due - self.clock(), 0.0)
                               + 0.001)
             while (left := wake_at - time.monotonic()) > 0:
-                for n in listener.notifies(timeout=left, stop_after=1):
-                    if n.payload in wanted:
-                        self._drain(listener, wanted)
-                        return True
+                # The generator holds the connection's lock until it ends: never drain inside.
+                received = [n.payload for n in listener.notifies(timeout=left, stop_after=1)]
+                if wanted.intersection(received):
+                    self._drain(listener, wanted)
+                    return True
             return wake_at < deadline
         except psycopg.Error:
             self._drop_listener()

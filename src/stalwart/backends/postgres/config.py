@@ -18,7 +18,6 @@ from ...net import ConnectionSettings
 from .. import redact
 
 DEFAULT_SCHEMA = "stalwart"
-DEFAULT_RETENTION = 7 * 86400.0  # succeeded and cancelled rows are kept a week
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _TRUE = {"1", "true", "yes", "on"}
@@ -31,7 +30,9 @@ class PostgresOptions:
 
     schema: str = DEFAULT_SCHEMA
     auto_migrate: bool = True
-    retention: float | None = DEFAULT_RETENTION  # seconds succeeded/cancelled rows stay
+    # Seconds succeeded/cancelled rows stay; None (the default) keeps every row, as the
+    # contract reads literally. Set ?retention=604800 to prune after a week.
+    retention: float | None = None
     dead_retention: float | None = None  # seconds dead rows stay; None keeps them
     pool_min: int = 1
     pool_max: int = 4

@@ -87,7 +87,7 @@ def migrate(conn: psycopg.Connection, schema: str, clock: Clock) -> tuple[int, i
         conn.execute(f"SET LOCAL search_path TO {quoted}")
         for m in migrations():
             if m.version > before:
-                conn.execute(m.sql.encode("utf-8"))
+                conn.execute(m.sql.encode("utf-8"), prepare=False)
                 conn.execute(
                     f"INSERT INTO {quoted}.schema_version (version, name, applied_at)"
                     " VALUES (%s, %s, %s)",

@@ -142,7 +142,7 @@ WITH o AS (
     SELECT pg_notify(%(channel)s, queue)
     FROM (SELECT DISTINCT queue FROM upd WHERE state IN ('queued', 'scheduled')) q
 )
-SELECT o.ord, upd.ord IS NOT NULL OR (before.ord IS NOT NULL AND before.state <> 'running'),
+SELECT o.ord, upd.ord IS NOT NULL, before.ord IS NOT NULL AND before.state <> 'running',
        (SELECT count(*) FROM woken)
 FROM o LEFT JOIN upd ON upd.ord = o.ord LEFT JOIN before ON before.ord = o.ord
 ORDER BY o.ord;
