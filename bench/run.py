@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         os.execv(argv_full[0], argv_full)
     out = args.out or (BENCH / "out" if args.quick else BENCH)
     out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(BENCH / "out" / "logs", ignore_errors=True)  # the last run's logs only
     started = time.time()
     with RedisServer() as server:
         machine = describe_machine(server.version)
@@ -98,7 +99,7 @@ def run_row(row: Row, python: Path, redis_url: str, args: argparse.Namespace) ->
         cmd.append("--quick")
     if args.runs:
         cmd += ["--runs", str(args.runs)]
-    log = BENCH / "out" / f"driver-{slug(row)}.log"
+    log = BENCH / "out" / "logs" / f"driver-{slug(row)}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     print(f"bench: {row.name} ...", end=" ", flush=True)

@@ -25,6 +25,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "bench" / "out"
+LOGS = OUT / "logs"
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,8 @@ class WorkerGroup:
     """Worker processes started in a new process group of their own."""
 
     def __init__(self, commands: list[list[str]], env: dict[str, str], log_name: str) -> None:
-        OUT.mkdir(parents=True, exist_ok=True)
-        self.log_path = OUT / f"{log_name}.log"
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOGS / f"{log_name}.log"
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()
         full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
         self.procs: list[subprocess.Popen[bytes]] = []
