@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
 from tests.worker.apps.tasks import chatty, coro, coro_soft, hard, work
 
-from stalwart import TaskError
+from stalwart import State, TaskError
 
 from .conftest import all_final, wait_until
 
@@ -49,3 +50,17 @@ def test_async_def_task_soft_limit_in_a_process_child(client, start_worker, ledg
     start_worker("-c", "1")
     assert h.result(timeout=15) == "cleaned up"
     assert ledger().count("soft")["soft"] == 1
+
+
+@pytest.mark.parametrize("pool", ["thread", "async"])
+def test_shutdown_timeout_releases_stuck_tasks_and_exits(pool, client, start_worker, ledger):
+    sent = client.send([work.s("stuck-sync", 30), coro.s("stuck-coro", 30)])
+    worker = start_worker("-c", "2", "--pool", pool, "--shutdown-timeout", "0.5")
+    assert wait_until(lambda: len(ledger().count("start")) == 2, 15)
+    stopped_at = time.monotonic()
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.proc.wait(timeout=10) == 0
+    assert time.monotonic() - stopped_at < 5, "a stuck thread kept the worker from exiting"
+    for h in sent:
+        info = h.info()
+        assert info.state == State.QUEUED and info.attempts[-1].error.reason == "shutdown"

@@ -1,7 +1,8 @@
 """The async pool: one event loop in a thread of its own, for ``async def`` tasks.
 
-Coroutine tasks run concurrently on the loop; plain functions go to a thread executor so
-they never block it. At the hard time limit the asyncio task is cancelled and reported lost.
+Coroutine tasks run concurrently on the loop; plain functions run on threads so they never
+block it. At the hard time limit (or a shutdown past its timeout) the asyncio task is
+cancelled and reported lost; a plain function's thread cannot be stopped and is abandoned.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from ..app import App
 from .execute import is_async, run_job, run_job_async
-from .jobs import Event, Finished, Job, Lost, ProgressReport
+from .jobs import Event, Finished, Job, Lost, ProgressReport, Verdict
 from .timelimits import ThreadLimit
 
 
@@ -27,7 +28,6 @@ class AsyncPool:
         self.events: queue.Queue[Event] = queue.Queue()
         self.futures: dict[str, concurrent.futures.Future[Any]] = {}
         self.loop = asyncio.new_event_loop()
-        self.executor = concurrent.futures.ThreadPoolExecutor(size, "stalwart-sync")
         self.thread = threading.Thread(target=self._serve, name="stalwart-loop", daemon=True)
         self.replaced = 0
 
@@ -54,9 +54,28 @@ class AsyncPool:
         if is_async(self.app, job):
             verdict = await run_job_async(self.app, job, report)
         else:
-            verdict = await self.loop.run_in_executor(
-                self.executor, run_job, self.app, job, report, ThreadLimit)
+            verdict = await self._in_thread(job, report)
         self.events.put(Finished(job.id, verdict))
+
+    def _in_thread(self, job: Job, report: Any) -> asyncio.Future[Verdict]:
+        """A plain function on a daemon thread of its own, so it never blocks the loop.
+
+        Not an executor: its threads are joined at interpreter exit, so one task stuck past
+        a shutdown would keep the worker from exiting.
+        """
+        future: asyncio.Future[Verdict] = self.loop.create_future()
+
+        def settle(verdict: Verdict) -> None:
+            if not future.done():
+                future.set_result(verdict)
+
+        def target() -> None:
+            verdict = run_job(self.app, job, report, ThreadLimit)
+            if not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(settle, verdict)
+
+        threading.Thread(target=target, name="stalwart-sync-task", daemon=True).start()
+        return future
 
     def submit(self, job: Job) -> None:
         self.futures[job.id] = asyncio.run_coroutine_threadsafe(self._run(job), self.loop)
@@ -79,11 +98,10 @@ class AsyncPool:
         if future is not None:
             future.cancel()
             self.replaced += 1
-            self.events.put(Lost(job_id, "its asyncio task was cancelled at the hard time limit"))
+            self.events.put(Lost(job_id, "its asyncio task was cancelled"))
 
     def close(self, timeout: float = 5.0) -> None:
         for future in list(self.futures.values()):
             future.cancel()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout)
-        self.executor.shutdown(wait=False, cancel_futures=True)

@@ -108,7 +108,8 @@ class ThreadPool:
                 self.threads.remove(runner)
                 self._add()
                 self.replaced += 1
-                self.events.put(Lost(job_id, "its thread was abandoned at the hard time limit"))
+                self.events.put(Lost(job_id, "its thread was abandoned (a thread cannot be "
+                                             "killed; it exits when its call returns)"))
                 return
         if job_id in self.active:  # submitted, not yet taken by a thread
             self.skipped.add(job_id)
