@@ -25,6 +25,7 @@ from .lifecycle import TestAttempts, TestBury, TestExpiry, TestRelease, TestResc
 from .processes import TestManyProcesses
 from .registry import TestWait, TestWorkerRegistry
 from .results import TestResults
+from .surface import TestSurface
 from .threads import TestThreads
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "TestRelease",
     "TestReschedule",
     "TestResults",
+    "TestSurface",
     "TestThreads",
     "TestWait",
     "TestWorkerRegistry",
