@@ -42,8 +42,8 @@ class Settings:
         self.recovery_task_s = 0.5
         self.recovery_window_s = 15.0
         # A slow system measured over a bounded time instead of all n tasks (said in output).
-        self.enqueue_cap_s = 1.5
-        self.drain_cap_s = 2.5
+        self.enqueue_cap_s = 1.0
+        self.drain_cap_s = 2.0
         self.start_timeout_s = 60.0
 
     def describe(self) -> dict[str, Any]:

@@ -127,12 +127,15 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Every figure is the median of {s['runs']} run(s); each phase uses a queue (and bench "
         "keys) of its own. Each task does one Redis INCR on a counter in the bench's Redis, so "
         "completion is counted from outside the system under test.", "",
-        f"* **enqueue**: {s['n']:,} no-op tasks from one producer, one by one and, where the "
-        "system has a call that stores many messages at once, batched. A system slower than "
-        f"that is timed over what it enqueued in {s['enqueue_cap_s']:.0f} s.",
-        f"* **drain**: the tasks just enqueued, run by one worker started after they were "
-        "queued; rate from the first completion to the last (worker start-up excluded), or "
-        f"over {s['drain_cap_s']:.0f} s for a slower system. Peak RSS: the sum over the "
+        f"* **enqueue**: up to {s['n']:,} no-op tasks from one producer, one by one and, "
+        "where the system has a call that stores many messages at once, batched (1,000 a "
+        f"call). To keep the whole run short, enqueueing stops after {s['enqueue_cap_s']:.1f} s "
+        "(checked every 200 one-by-one calls or every batch); the rate is over what was sent.",
+        f"* **drain**: the tasks just enqueued (1 process: those sent one by one; 2 processes: "
+        "the batched ones, or a second one-by-one lot), run by one worker started after they "
+        "were queued; rate from the first completion to the last (worker start-up excluded), or "
+        f"over the first {s['drain_cap_s']:.1f} s after the first completion when the queue "
+        "lasts longer. Peak RSS: the sum over the "
         "worker's process tree, sampled from /proc every 0.1 s (forked children's shared "
         "pages counted in each).",
         f"* **latency**: {s['latency_n']} tasks enqueued one at a time at "
