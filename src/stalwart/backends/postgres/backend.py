@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from typing import Any
 
@@ -226,7 +226,10 @@ class PostgresBackend(BackendBase):
             "job_created_at": (job.created_at or now) if job else now,
             "channel": self._channel,
         }
-        with conn.transaction():
+        # On an autocommit connection both statements go in one transaction of their own;
+        # otherwise they join the caller's (psycopg begins one if none is open yet), and
+        # nothing here commits it.
+        with conn.transaction() if conn.autocommit else nullcontext():
             stored = {row[0] for row in conn.execute(self._sql["enqueue"], params)}
             missing = [i for i, m in enumerate(messages) if m.id not in stored]
             ids = [m.id for m in messages]

@@ -67,12 +67,23 @@ def too_new(schema: str, version: int) -> SchemaError:
 def migrate(conn: psycopg.Connection, schema: str, clock: Clock) -> tuple[int, int]:
     """Create or upgrade ``schema`` to the latest version; return (before, after).
 
-    ``conn`` must not be inside a transaction. Raises SchemaError when the stored schema is
+    ``conn`` must be an autocommit connection. Raises SchemaError when the stored schema is
     newer than this code.
     """
+    # A session lock taken before BEGIN: the transaction then starts after the previous
+    # holder committed, so its catalog caches see the schema that holder created.
+    key = (_LOCK_CLASS, schema)
+    conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", key)
+    try:
+        return _apply(conn, schema, clock)
+    finally:
+        if not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", key)
+
+
+def _apply(conn: psycopg.Connection, schema: str, clock: Clock) -> tuple[int, int]:
     quoted = f'"{schema}"'
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_CLASS, schema))
         before = current_version(conn, schema)
         if before > LATEST:
             raise too_new(schema, before)

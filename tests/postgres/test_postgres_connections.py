@@ -1,0 +1,108 @@
+"""Connections: keepalive on every socket, health checks, server facts, and waking waiters."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+
+from stalwart.backends.base import NewMessage
+from stalwart.backends.postgres import PostgresBackend
+from stalwart.ids import new_id
+from stalwart.net import ConnectionSettings
+
+SETTINGS = ConnectionSettings(keepalive_idle=37, keepalive_interval=7, keepalive_count=4)
+
+
+def test_every_connection_has_keepalive_as_configured(pg_url: str) -> None:
+    with PostgresBackend(pg_url + "&pool_min=2&pool_max=3", settings=SETTINGS) as b:
+        b.enqueue([NewMessage(new_id(), "t")])
+        b.wait(["default"], 0.01)  # opens the dedicated LISTEN connection
+        deadline = time.monotonic() + 10
+        while len(found := b.connections()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the pool opens its connections in the background
+        # pool_min..pool_max pooled connections, and the LISTEN connection
+        assert 3 <= len(found) <= 4, found
+        for k in found:
+            assert k.peer.endswith(":5432"), k
+            assert (k.keepalive, k.idle, k.interval, k.count) == (True, 37, 7, 4), k
+        ports = sorted(int(k.local.rpartition(":")[2]) for k in found)
+        with psycopg.connect(pg_url.partition("?")[0]) as conn:
+            server_side = conn.execute(
+                "SELECT client_port FROM pg_stat_activity WHERE client_port = ANY(%s)"
+                " AND application_name = 'stalwart' ORDER BY 1", (ports,)).fetchall()
+        assert [r[0] for r in server_side] == ports
+
+
+def test_a_connection_killed_while_idle_is_replaced(pg_url: str) -> None:
+    quick = ConnectionSettings(health_check_interval=0.0)
+    with PostgresBackend(pg_url + "&pool_min=1&pool_max=1", settings=quick) as b:
+        b.enqueue([NewMessage(new_id(), "t")])
+        [before] = b.connections()
+        port = int(before.local.rpartition(":")[2])
+        with psycopg.connect(pg_url.partition("?")[0], autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE client_port = %s", (port,))
+        time.sleep(0.2)
+        # The health check finds the dead connection before use: no error reaches the caller.
+        assert len(b.claim(["default"], 10, 30, "w")) == 1
+
+
+def test_server_info(pg: PostgresBackend) -> None:
+    info = pg.server_info()
+    assert info["synchronous_commit"] in ("on", "remote_apply", "remote_write", "local", "off")
+    assert info["fsync"] in ("on", "off")
+    assert info["schema_version"] >= 1
+    assert info["server_version"][:2].isdigit()
+    assert info["server_time"]
+
+
+def test_an_enqueue_wakes_an_idle_waiter_within_milliseconds(pg_url: str) -> None:
+    with PostgresBackend(pg_url) as waiter, PostgresBackend(pg_url) as producer:
+        waiter.wait(["fast"], 0.01)
+        latencies = []
+        for _ in range(5):
+            woke: list[float] = []
+            t = threading.Thread(
+                target=lambda w=woke: w.append(time.perf_counter()) if waiter.wait(
+                    ["fast"], 5.0) else None)
+            t.start()
+            time.sleep(0.1)
+            sent = time.perf_counter()
+            producer.enqueue([NewMessage(new_id(), "t", "fast")])
+            t.join(6)
+            assert woke, "the waiter was not woken"
+            latencies.append(woke[0] - sent)
+            waiter.claim(["fast"], 10, 30, "w")
+        assert sorted(latencies)[2] < 0.1, latencies  # the median; the machine may be busy
+
+
+def test_other_queues_do_not_wake_a_waiter(pg_url: str) -> None:
+    with PostgresBackend(pg_url) as waiter, PostgresBackend(pg_url) as producer:
+        waiter.wait(["mine"], 0.01)
+        timer = threading.Timer(0.1, producer.enqueue, ([NewMessage(new_id(), "t", "other")],))
+        timer.start()
+        started = time.monotonic()
+        assert waiter.wait(["mine"], 0.6) is False
+        assert time.monotonic() - started >= 0.55
+        timer.join()
+
+
+def test_wait_wakes_when_a_scheduled_message_falls_due(pg_url: str) -> None:
+    with PostgresBackend(pg_url) as b:
+        b.enqueue([NewMessage(new_id(), "t", "later", eta=time.time() + 0.4)])
+        started = time.monotonic()
+        assert b.wait(["later"], 5.0) is True
+        assert 0.3 < time.monotonic() - started < 2.0
+        assert len(b.claim(["later"], 10, 30, "w")) == 1
+
+
+def test_wait_wakes_when_a_lease_runs_out(pg_url: str) -> None:
+    with PostgresBackend(pg_url) as b:
+        b.enqueue([NewMessage(new_id(), "t", "leased")])
+        assert len(b.claim(["leased"], 10, 0.4, "w")) == 1
+        started = time.monotonic()
+        assert b.wait(["leased"], 5.0) is True
+        assert 0.3 < time.monotonic() - started < 2.0
+        assert [s for _, s in b.recover_expired()] == ["queued"]
