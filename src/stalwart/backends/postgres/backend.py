@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -213,8 +213,38 @@ class PostgresBackend(BackendBase):
     def _enqueue(
         self, conn: psycopg.Connection[Any], messages: Sequence[NewMessage], job: NewJob | None
     ) -> list[str]:
+        """Insert, then look up the stored id of each message that was a duplicate.
+
+        The insert is one statement, atomic by itself: on an autocommit connection it commits
+        alone (one round trip); on the caller's connection it joins the caller's transaction
+        (psycopg begins one if none is open) and nothing here commits it. The lookup only
+        reads, so it needs no transaction: the rows it looks for are committed, or the
+        caller's own.
+        """
+        ids = [m.id for m in messages]
+        todo = list(range(len(messages)))
+        for _ in range(3):  # again only if a colliding row was purged in between
+            stored = self._insert(conn, [messages[i] for i in todo], job)
+            missing = [i for i in todo if messages[i].id not in stored]
+            if not missing:
+                break
+            found = dict(conn.execute(self._sql["enqueue_lookup"], {
+                "ids": [messages[i].id for i in missing],
+                "keys": [messages[i].idempotency_key for i in missing],
+                "ords": missing,
+            }).fetchall())
+            todo = [i for i in missing if found.get(i) is None]
+            for i in missing:
+                ids[i] = found.get(i) or ids[i]
+            if not todo:
+                break
+        return ids
+
+    def _insert(
+        self, conn: psycopg.Connection[Any], messages: Sequence[NewMessage], job: NewJob | None
+    ) -> set[str]:
         now = self.clock()
-        params = {
+        rows = conn.execute(self._sql["enqueue"], {
             "ids": [m.id for m in messages], "tasks": [m.task for m in messages],
             "queues": [m.queue for m in messages], "bodies": [bytes(m.body) for m in messages],
             "priorities": [m.priority for m in messages], "etas": [m.eta for m in messages],
@@ -225,24 +255,8 @@ class PostgresBackend(BackendBase):
             "job_id": job.id if job else None, "job_name": job.name if job else None,
             "job_created_at": (job.created_at or now) if job else now,
             "channel": self._channel,
-        }
-        # On an autocommit connection both statements go in one transaction of their own;
-        # otherwise they join the caller's (psycopg begins one if none is open yet), and
-        # nothing here commits it.
-        with conn.transaction() if conn.autocommit else nullcontext():
-            stored = {row[0] for row in conn.execute(self._sql["enqueue"], params)}
-            missing = [i for i, m in enumerate(messages) if m.id not in stored]
-            ids = [m.id for m in messages]
-            if missing:
-                found = conn.execute(self._sql["enqueue_lookup"], {
-                    "ids": [messages[i].id for i in missing],
-                    "keys": [messages[i].idempotency_key for i in missing],
-                    "ords": missing,
-                }).fetchall()
-                for ord_, existing in found:
-                    if existing is not None:
-                        ids[ord_] = existing
-        return ids
+        })
+        return {row[0] for row in rows}
 
     def claim(
         self, queues: Sequence[str], limit: int, lease_seconds: float, worker_id: str
