@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import psycopg
@@ -66,12 +66,14 @@ class PostgresBackend(BackendBase):
         url: str,
         *,
         clock: Clock = time.time,
+        connection: ConnectionSettings | None = None,
         settings: ConnectionSettings | None = None,
         **options: Any,
     ) -> None:
         self.url = redact(url)
         self.clock = clock
-        self.settings = settings or ConnectionSettings()
+        # ``connection`` is the name App passes; ``settings`` the one other backends take.
+        self.settings = connection or settings or ConnectionSettings()
         conninfo, self.options = parse_url(url, options)
         self._conninfo = make_conninfo(conninfo, **connect_kwargs(self.settings))
         self._sql = load(self.options.quoted_schema)
@@ -160,24 +162,33 @@ class PostgresBackend(BackendBase):
         out = []
         for conn in conns:
             try:
-                fd = os.dup(conn.pgconn.socket)
+                fd = conn.pgconn.socket
+                sock = socket.socket(fileno=os.dup(fd))
             except (OSError, psycopg.OperationalError):
                 continue  # closed meanwhile
-            sock = socket.socket(fileno=fd)
             try:
-                out.append(read_keepalive(sock))
+                out.append(replace(read_keepalive(sock), fd=fd))
             finally:
                 sock.close()
         return out
 
     def server_info(self) -> dict[str, Any]:
-        """Durability settings, schema version, clock and version of the server."""
+        """Durability settings, schema version, clock and version of the server.
+
+        ``time`` is the server's clock in epoch seconds; ``clock_skew`` is this host's clock
+        minus the server's, measured around one round trip.
+        """
         with self._conn() as conn:
-            row = conn.execute(self._sql["server_info"]).fetchone()
             version = migrations.current_version(conn, self.options.schema)
+            before = time.time()
+            row = conn.execute(self._sql["server_info"]).fetchone()
+            after = time.time()
         assert row is not None
-        return {"synchronous_commit": row[0], "fsync": row[1], "server_version": row[2],
-                "server_time": row[3], "schema_version": version, "schema": self.options.schema}
+        return {
+            "synchronous_commit": row[0], "fsync": row[1], "server_version": row[2],
+            "server_time": row[3], "time": row[4], "clock_skew": (before + after) / 2 - row[4],
+            "schema_version": version, "schema": self.options.schema,
+        }
 
     def close(self) -> None:
         self._closed = True

@@ -336,4 +336,5 @@ SELECT
 
 -- name: server_info
 SELECT current_setting('synchronous_commit'), current_setting('fsync'),
-       current_setting('server_version'), now()::text;
+       current_setting('server_version'), clock_timestamp()::text,
+       extract(epoch FROM clock_timestamp())::float8;
