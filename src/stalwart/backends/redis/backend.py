@@ -137,19 +137,44 @@ class RedisBackend(BackendBase):
         if not messages:
             return []
         _, now = self._now()
-        named = ["", "", ""] if job is None else [
-            job.id, job.name, t(job.created_at) if job.created_at else ""]
-        calls = []
-        for chunk in _chunks(messages, _BATCH):
-            args: list[Any] = [self._g, now, *named]
-            for m in chunk:
-                args += [m.id, m.queue, opt(m.idempotency_key), opt(m.job_id)]
-            calls.append(Call("reserve", self._g + ":idx", args))
-        flat = [x for reply in self._run(calls) for x in reply]
-        ids = [i.decode() for i in flat[0::2]]
-        keep = [m for m, flag in zip(messages, flat[1::2], strict=True) if int(flag) == 1]
+        ids, keep = self._reserve(messages, job, now)
         self._run(self._enqueue_calls(keep, now))
         return ids
+
+    def _reserve(
+        self, messages: Sequence[NewMessage], job: NewJob | None, now: str
+    ) -> tuple[list[str], list[NewMessage]]:
+        """The first step of enqueue: each message's resolved id, and those to be stored.
+
+        A batch longer than one script call is reserved a chunk at a time, each call told
+        which of its ids and keys an earlier chunk reserved, so that a later message with
+        the same id or key resolves to that earlier one (see reserve.lua).
+        """
+        named = ["", "", ""] if job is None else [
+            job.id, job.name, t(job.created_at) if job.created_at else ""]
+        ids: list[str] = []
+        keep: list[NewMessage] = []
+        reserved: set[str] = set()
+        holders: dict[str, str] = {}  # idempotency key -> the id this batch reserved for it
+        for chunk in _chunks(messages, _BATCH):
+            pending: set[str] = set()
+            for m in chunk:
+                if m.id in reserved:
+                    pending.add(m.id)
+                if m.idempotency_key is not None and m.idempotency_key in holders:
+                    pending.add(holders[m.idempotency_key])
+            args: list[Any] = [self._g, now, *named, str(len(pending)), *pending]
+            for m in chunk:
+                args += [m.id, m.queue, opt(m.idempotency_key), opt(m.job_id)]
+            [flat] = self._run([Call("reserve", self._g + ":idx", args)])
+            for m, rid, flag in zip(chunk, flat[0::2], flat[1::2], strict=True):
+                ids.append(rid.decode())
+                if int(flag) == 1:
+                    keep.append(m)
+                    reserved.add(m.id)
+                    if m.idempotency_key is not None:
+                        holders[m.idempotency_key] = m.id
+        return ids, keep
 
     def _enqueue_calls(self, messages: Sequence[NewMessage], now: str) -> list[Call]:
         calls = []
