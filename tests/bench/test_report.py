@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from bench.adapters import ROWS, select, slug
 from bench.driver import Settings, pct
-
-from bench import report
+from bench.report import markdown, recovery_cell, targets
 
 
 def row(name: str, system: str, after_crash: str = "back when the lease expires",
@@ -53,10 +52,10 @@ def test_recovery_cell_tells_lost_from_late() -> None:
     late = row("Dramatiq", "dramatiq", "back after heartbeat_timeout, 60 s",
                recovery_not_rerun=16)
     ok = row("stalwart (Redis)", "stalwart", recovery_s=7.5)
-    assert report.recovery_cell(lost["figures"], lost) == "lost 2 (popped before running)"
-    assert report.recovery_cell(late["figures"], late) == (
+    assert recovery_cell(lost["figures"], lost) == "lost 2 (popped before running)"
+    assert recovery_cell(late["figures"], late) == (
         "16 not back within 15 s (back after heartbeat_timeout, 60 s)")
-    assert report.recovery_cell(ok["figures"], ok) == "7.5 s, none lost"
+    assert recovery_cell(ok["figures"], ok) == "7.5 s, none lost"
 
 
 def test_targets_compare_stalwart_with_the_right_peer() -> None:
@@ -68,7 +67,7 @@ def test_targets_compare_stalwart_with_the_right_peer() -> None:
             row("huey", "huey", drain_2_per_s=4000.0, enqueue_single_per_s=9000.0,
                 latency_p99_ms=1.5),
             row("RQ", "rq", drain_2_per_s=60.0, enqueue_batched_per_s=12000.0)]
-    text = "\n".join(report.targets(rows, Settings(False, None).describe()))
+    text = "\n".join(targets(rows, Settings(False, None).describe()))
     assert "| 3,000 | Celery acks_late: 800 | 3.75x | yes |" in text
     assert "| 3,000 | huey: 4,000 | 0.75x | NO |" in text
     # The fastest peer's best enqueue figure, batched or not: RQ's batched 12,000.
@@ -81,7 +80,7 @@ def test_targets_compare_stalwart_with_the_right_peer() -> None:
 def test_markdown_lists_every_row_with_its_settings_and_errors() -> None:
     broken = row("SAQ", "saq")
     broken["errors"] = ["drain 2: no task ran within 60 s:\nworker log"]
-    text = report.markdown(doc([row("stalwart (Redis)", "stalwart"), broken]))
+    text = markdown(doc([row("stalwart (Redis)", "stalwart"), broken]))
     assert text.startswith("# Benchmark: stalwart and peer task queues\n")
     assert "Run 2026-01-02T03:04:05+00:00" in text
     assert "| SAQ | 1.0 | 1,000 | - | 500 | 900 | 1.0 / 2.0 / 3.0 |" in text
