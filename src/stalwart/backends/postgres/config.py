@@ -7,6 +7,7 @@ They are taken out before the rest goes to libpq, which would refuse them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -44,8 +45,14 @@ class PostgresOptions:
 
     @property
     def channel(self) -> str:
-        """The LISTEN/NOTIFY channel of this schema; each notification's payload is a queue."""
-        return f"stalwart_{self.schema}"
+        """The LISTEN/NOTIFY channel of this schema; each notification's payload is a queue.
+
+        Channel names are identifiers (63 bytes at most): a long schema name is hashed.
+        """
+        name = f"stalwart_{self.schema}"
+        if len(name) <= 63:
+            return name
+        return "stalwart_" + hashlib.sha256(self.schema.encode()).hexdigest()[:32]
 
 
 _OPTION_NAMES = set(PostgresOptions.__dataclass_fields__)
