@@ -6,7 +6,7 @@ recover, cancel, requeue, purge); the backend under test and a fresh
 :class:`FakeClock`. After every step they must agree on every message's state, retries and
 deliveries, on every queue's and job's Counts, and the backend must keep the conservation
 law. Lease tokens differ between the two, so each claim is remembered as a pair and only
-observable outcomes are compared (True/False, the claimed ids, the recovered ids).
+observable outcomes are compared (True/False, the claimed ids in order, the recovered ids).
 
 Times are chosen so that no deadline ever falls exactly on the clock: the clock moves in
 whole seconds, leases, etas and TTLs end on half seconds. A tie (``expires_at == now``) is
@@ -147,9 +147,9 @@ class AgreementMachine(RuleBasedStateMachine):
         worker = f"w-{limit}"
         got = self.real.claim(list(queues), limit, LEASE, worker)
         want = self.model.claim(list(queues), limit, LEASE, worker)
-        got_ids = {d.lease.message_id for d in got}
-        want_ids = {d.lease.message_id for d in want}
-        assert got_ids == want_ids, f"claim took {sorted(got_ids)}, the model {sorted(want_ids)}"
+        got_ids = [d.lease.message_id for d in got]
+        want_ids = [d.lease.message_id for d in want]
+        assert got_ids == want_ids, f"claim took {got_ids}, the model {want_ids} (in order)"
         by_id = {d.lease.message_id: d for d in got}
         pairs = []
         for w in want:
