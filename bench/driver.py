@@ -335,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown row {a.row!r}; known: {', '.join(slug(r) for r in ROWS)}")
     s = Settings(a.quick, a.runs)
     t0 = time.perf_counter()
+    load_before = os.getloadavg()[0]
     try:
         result = measure_row(row, a.redis_url, s)
     except Exception as exc:
@@ -342,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         result = {"row": row.name, "slug": slug(row), "system": row.package,
                   "version": _version(row.package), "figures": {}, "errors": [f"setup: {exc}"]}
     result["wall_s"] = time.perf_counter() - t0
+    # The machine may be shared: the load around the row says how much to trust its figures.
+    result["load_1m"] = [load_before, os.getloadavg()[0]]
     a.out.write_text(json.dumps(result, indent=2))
     return 0
 

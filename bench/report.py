@@ -103,12 +103,15 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, {m['os']}, "
         f"Python {m['python']}, redis-server {m['redis_server']} (private, loopback, "
         f"`{' '.join(repr(o) if not o else o for o in doc['redis_server']['options'])}`). "
-        f"Load average before/after: {_load(m['load_before'])} / {_load(m.get('load_after'))}.",
+        f"Load average (1, 5, 15 min) before / after: {_load(m['load_before'])} / "
+        f"{_load(m.get('load_after'))}; the table's last column is the 1-minute load when "
+        "each row started and ended (the benchmark itself keeps about 2 processes busy; much "
+        "more means other work shared the machine).",
         "",
         "| system | version | enqueue 1 by 1 /s | enqueue batched /s | drain 1 proc /s | "
         "drain 2 procs /s | latency p50 / p95 / p99 ms | recovery after SIGKILL | "
-        "peak RSS MB 1 / 2 procs |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        "peak RSS MB 1 / 2 procs | load before / after |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for r in rows:
         f = r.get("figures", {})
@@ -118,7 +121,8 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {r['row']} | {r.get('version', '?')} | {_n(f.get('enqueue_single_per_s'))} | "
             f"{_n(f.get('enqueue_batched_per_s'))} | {_n(f.get('drain_1_per_s'))} | "
             f"{_n(f.get('drain_2_per_s'))} | {lat} | {recovery_cell(f, r)} | "
-            f"{_n(f.get('peak_rss_mb_1'))} / {_n(f.get('peak_rss_mb_2'))} |"
+            f"{_n(f.get('peak_rss_mb_1'))} / {_n(f.get('peak_rss_mb_2'))} | "
+            f"{_load(r.get('load_1m'), ' / ')} |"
         )
     out.append("")
     out += targets(rows, s)
@@ -169,8 +173,8 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _load(v: Any) -> str:
-    return " ".join(f"{x:.1f}" for x in v) if v else "?"
+def _load(v: Any, sep: str = " ") -> str:
+    return sep.join(f"{x:.1f}" for x in v) if v else "?"
 
 
 def chart(doc: dict[str, Any], path: Path) -> None:

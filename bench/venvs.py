@@ -56,7 +56,7 @@ class Venv:
         if self.ready():
             return self.python
         if log:
-            print(f"bench: installing {self.path.relative_to(ROOT)} from "
+            print(f"bench: installing {self.path} from "
                   f"{self.requirements.name} (once; a minute or two)", flush=True)
         if not self.python.exists():
             venv.EnvBuilder(with_pip=True, clear=True).create(self.path)
