@@ -8,9 +8,9 @@ deliveries, on every queue's and job's Counts, and the backend must keep the con
 law. Lease tokens differ between the two, so each claim is remembered as a pair and only
 observable outcomes are compared (True/False, the claimed ids in order, the recovered ids).
 
-Times are chosen so that no deadline ever falls exactly on the clock: the clock moves in
-whole seconds, leases, etas and TTLs end on half seconds. A tie (``expires_at == now``) is
-never what a real clock produces, and the contract does not rank it.
+The clock moves in whole seconds and leases, etas and TTLs are whole seconds too, so
+deadlines often fall exactly on the clock: the model's rule for a tie (an eta or a result
+TTL ending now is due, a lease ending now is not yet expired) is checked as well.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from .services import isolated_url
 QUEUES = ("a", "b")
 JOBS = (None, "job-1", "job-2")
 KEYS = (None, None, None, "key-1", "key-2")
-LEASE = 10.5
+LEASE = 10.0
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,6 @@ class LeasePair:
     message_id: str
     real: Lease
     model: Lease
-
-
-def half(seconds: int) -> float:
-    """An offset that ends on a half second, so it never ties with the whole-second clock."""
-    return seconds + 0.5
 
 
 _message_specs = st.fixed_dictionaries({
@@ -127,7 +122,7 @@ class AgreementMachine(RuleBasedStateMachine):
                 mid = self.ids[s["duplicate_of"] % len(self.ids)]
             batch.append(NewMessage(
                 id=mid, task="t", queue=s["queue"], body=mid.encode(), priority=s["priority"],
-                eta=None if s["eta"] is None else now + half(s["eta"]),
+                eta=None if s["eta"] is None else now + float(s["eta"]),
                 max_deliveries=s["max_deliveries"], job_id=s["job"],
                 idempotency_key=s["key"], created_at=now,
             ))
@@ -188,9 +183,9 @@ class AgreementMachine(RuleBasedStateMachine):
         def outcome(lease: Lease, kind: str, delay: int, ttl: int | None) -> Outcome:
             if kind == "complete":
                 return Complete(lease, f'"{lease.message_id}"',
-                                None if ttl is None else half(ttl))
+                                None if ttl is None else float(ttl))
             if kind == "retry":
-                return Reschedule(lease, now + half(delay), _error)
+                return Reschedule(lease, now + float(delay), _error)
             if kind == "fail":
                 return Bury(lease, _error)
             return Release(lease, started=kind == "release-started",
@@ -202,8 +197,8 @@ class AgreementMachine(RuleBasedStateMachine):
 
     @rule(pairs=st.lists(leases, min_size=1, max_size=3), seconds=st.sampled_from([5, 10, 30]))
     def extend(self, pairs: list[LeasePair], seconds: int) -> None:
-        got = self.real.extend([p.real for p in pairs], half(seconds))
-        want = self.model.extend([p.model for p in pairs], half(seconds))
+        got = self.real.extend([p.real for p in pairs], float(seconds))
+        want = self.model.extend([p.model for p in pairs], float(seconds))
         lost_real = {i for i, p in enumerate(pairs) if p.real in got}
         lost_model = {i for i, p in enumerate(pairs) if p.model in want}
         assert lost_real == lost_model, f"extend lost {lost_real}, the model {lost_model}"

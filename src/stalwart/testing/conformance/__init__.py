@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .bookkeeping import TestCancel, TestDeadLetters, TestJobs, TestListing, TestQueueStats
 from .checks import CheckedBackend, assert_conserved, counts_problem
-from .claim import TestClaim, TestEta
+from .claim import TestBoundaries, TestClaim, TestEta
 from .enqueue import TestEnqueue
 from .fencing import TestExtendAndProgress, TestFencing
 from .fixtures import FakeClock
@@ -32,6 +32,7 @@ __all__ = [
     "CheckedBackend",
     "FakeClock",
     "TestAttempts",
+    "TestBoundaries",
     "TestBury",
     "TestCancel",
     "TestClaim",

@@ -117,3 +117,28 @@ class TestEta:
     def test_past_eta_is_ready_at_once(self, store: Backend, clock: FakeClock) -> None:
         mid = enqueue_one(store, eta=clock() - 5)
         assert claim_one(store).lease.message_id == mid
+
+
+class TestBoundaries:
+    """At the exact instant a deadline falls on, the model's rule: due, but not yet expired."""
+
+    def test_eta_equal_to_now_is_ready(self, store: Backend, clock: FakeClock) -> None:
+        mid = enqueue_one(store, eta=clock() + 10)
+        clock.advance(10)
+        assert claim_one(store).lease.message_id == mid
+
+    def test_lease_ending_now_is_not_yet_expired(self, store: Backend, clock: FakeClock) -> None:
+        mid = enqueue_one(store)
+        claim_one(store, lease_seconds=10)
+        clock.advance(10)
+        assert store.recover_expired() == []
+        clock.advance(0.5)
+        assert store.recover_expired() == [(mid, State.QUEUED)]
+
+    def test_result_ending_now_is_gone(self, store: Backend, clock: FakeClock) -> None:
+        mid = enqueue_one(store)
+        assert store.complete(claim_one(store).lease, "1", 10)  # type: ignore[attr-defined]
+        clock.advance(10)
+        store.recover_expired()
+        info = store.message(mid)
+        assert info is not None and info.result is None and info.result_expired

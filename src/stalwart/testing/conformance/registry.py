@@ -32,6 +32,13 @@ class TestWorkerRegistry:
         clock.advance(2)
         assert [w.id for w in store.workers()] == ["w2"]
 
+    def test_entry_is_live_up_to_the_instant_its_ttl_ends(
+        self, store: Backend, clock: FakeClock
+    ) -> None:
+        store.register_worker(_worker("w1"), ttl=30)
+        clock.advance(30)
+        assert [w.id for w in store.workers()] == ["w1"]
+
     def test_heartbeat_refreshes(self, store: Backend, clock: FakeClock) -> None:
         store.register_worker(_worker("w1"), ttl=30)
         for _ in range(4):
