@@ -1,8 +1,9 @@
 """PostgreSQL backend: ``FOR UPDATE SKIP LOCKED`` claims, one statement per atomic step.
 
 Each operation is one SQL statement (see ``queries.sql``) sent on an autocommit connection
-from a pool, so it is atomic and costs one round trip; counters move in the same statement
-as the transition they count. Waiters are woken by LISTEN/NOTIFY on a channel per schema.
+from a pool, so it is atomic and costs one round trip. Counters change in the same statement
+as the transition they count, as appended deltas that ``recover_expired`` folds later.
+Waiters are woken by LISTEN/NOTIFY on a channel per schema.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from .queries import load
 from .rows import message_info, outcome_columns, progress_info
 
 _RESULT_BATCH = 1000
+_FOLD_BATCH = 5000  # counter deltas folded per statement
+_FOLD_ROUNDS = 10  # statements per recover_expired call, at most
 _PRUNE_ROUNDS = 4  # batches of prune_batch rows per recover_expired call, at most
 
 
@@ -341,6 +344,11 @@ class PostgresBackend(BackendBase):
             rows = conn.execute(self._sql["recover"], {
                 "now": now, "limit": max(limit, 0), "channel": self._channel,
             }).fetchall()
+            for _ in range(_FOLD_ROUNDS):
+                folded = conn.execute(self._sql["fold_counts"], {"limit": _FOLD_BATCH})
+                row = folded.fetchone()
+                if not row or row[0] < _FOLD_BATCH:
+                    break
             conn.execute(self._sql["expire_results"], {"now": now, "limit": _RESULT_BATCH})
             self._prune(conn, now)
         return [(r[0], State(r[1])) for r in rows]

@@ -22,18 +22,16 @@ WITH input AS (
     FROM input ORDER BY ord
     ON CONFLICT DO NOTHING
     RETURNING id, queue, job_id
-), queue_counts AS (
-    INSERT INTO {schema}.queue_counts AS c (queue, accepted)
-    SELECT queue, count(*) FROM ins GROUP BY queue ORDER BY 1
-    ON CONFLICT (queue) DO UPDATE SET accepted = c.accepted + excluded.accepted
-), job_counts AS (
-    INSERT INTO {schema}.jobs AS j (id, name, created_at, accepted)
-    SELECT job_id,
+), counted AS (
+    INSERT INTO {schema}.counter_deltas (queue, job_id, accepted)
+    SELECT queue, job_id, count(*) FROM ins GROUP BY queue, job_id
+), new_jobs AS (
+    INSERT INTO {schema}.jobs (id, name, created_at)
+    SELECT DISTINCT job_id,
            CASE WHEN job_id = %(job_id)s THEN %(job_name)s ELSE job_id END,
-           CASE WHEN job_id = %(job_id)s THEN %(job_created_at)s ELSE %(now)s END,
-           count(*)
-    FROM ins WHERE job_id IS NOT NULL GROUP BY job_id ORDER BY 1
-    ON CONFLICT (id) DO UPDATE SET accepted = j.accepted + excluded.accepted
+           CASE WHEN job_id = %(job_id)s THEN %(job_created_at)s ELSE %(now)s END
+    FROM ins WHERE job_id IS NOT NULL ORDER BY 1
+    ON CONFLICT (id) DO NOTHING
 ), woken AS (
     SELECT pg_notify(%(channel)s, queue) FROM (SELECT DISTINCT queue FROM ins) q
 )
@@ -123,21 +121,11 @@ WITH o AS (
     FROM o
     WHERE m.id = o.id AND m.token = o.token AND m.state = 'running'
     RETURNING o.ord, m.queue, m.job_id, m.state
-), queue_counts AS (
-    INSERT INTO {schema}.queue_counts AS c (queue, succeeded, dead)
-    SELECT queue, count(*) FILTER (WHERE state = 'succeeded'),
+), counted AS (
+    INSERT INTO {schema}.counter_deltas (queue, job_id, succeeded, dead)
+    SELECT queue, job_id, count(*) FILTER (WHERE state = 'succeeded'),
            count(*) FILTER (WHERE state = 'dead')
-    FROM upd WHERE state IN ('succeeded', 'dead') GROUP BY queue ORDER BY 1
-    ON CONFLICT (queue) DO UPDATE
-        SET succeeded = c.succeeded + excluded.succeeded, dead = c.dead + excluded.dead
-), job_counts AS (
-    INSERT INTO {schema}.jobs AS j (id, name, created_at, succeeded, dead)
-    SELECT job_id, job_id, %(now)s, count(*) FILTER (WHERE state = 'succeeded'),
-           count(*) FILTER (WHERE state = 'dead')
-    FROM upd WHERE job_id IS NOT NULL AND state IN ('succeeded', 'dead')
-    GROUP BY job_id ORDER BY 1
-    ON CONFLICT (id) DO UPDATE
-        SET succeeded = j.succeeded + excluded.succeeded, dead = j.dead + excluded.dead
+    FROM upd WHERE state IN ('succeeded', 'dead') GROUP BY queue, job_id
 ), woken AS (
     SELECT pg_notify(%(channel)s, queue)
     FROM (SELECT DISTINCT queue FROM upd WHERE state IN ('queued', 'scheduled')) q
@@ -180,20 +168,39 @@ WITH expired AS (
         attempts = {schema}.end_attempt(m.attempts, %(now)s, 'lease-expired', err.error)
     FROM err WHERE m.id = err.id AND m.state = 'running'
     RETURNING m.id, m.queue, m.job_id, m.state
-), queue_counts AS (
-    INSERT INTO {schema}.queue_counts AS c (queue, dead)
-    SELECT queue, count(*) FROM upd WHERE state = 'dead' GROUP BY queue ORDER BY 1
-    ON CONFLICT (queue) DO UPDATE SET dead = c.dead + excluded.dead
-), job_counts AS (
-    INSERT INTO {schema}.jobs AS j (id, name, created_at, dead)
-    SELECT job_id, job_id, %(now)s, count(*)
-    FROM upd WHERE job_id IS NOT NULL AND state = 'dead' GROUP BY job_id ORDER BY 1
-    ON CONFLICT (id) DO UPDATE SET dead = j.dead + excluded.dead
+), counted AS (
+    INSERT INTO {schema}.counter_deltas (queue, job_id, dead)
+    SELECT queue, job_id, count(*) FROM upd WHERE state = 'dead' GROUP BY queue, job_id
 ), woken AS (
     SELECT pg_notify(%(channel)s, queue)
     FROM (SELECT DISTINCT queue FROM upd WHERE state = 'queued') q
 )
 SELECT id, state, (SELECT count(*) FROM woken) FROM upd ORDER BY id;
+
+-- name: fold_counts
+-- Move a batch of counter deltas into the folded totals, atomically: readers see each delta
+-- either in counter_deltas or in the totals, never both, never neither.
+WITH batch AS (
+    DELETE FROM {schema}.counter_deltas
+    WHERE ctid = ANY(ARRAY(SELECT ctid FROM {schema}.counter_deltas
+                           LIMIT %(limit)s FOR UPDATE SKIP LOCKED))
+    RETURNING queue, job_id, accepted, succeeded, dead, cancelled
+), queues AS (
+    INSERT INTO {schema}.queue_counts AS c (queue, accepted, succeeded, dead, cancelled)
+    SELECT queue, sum(accepted), sum(succeeded), sum(dead), sum(cancelled)
+    FROM batch GROUP BY queue ORDER BY 1
+    ON CONFLICT (queue) DO UPDATE SET
+        accepted = c.accepted + excluded.accepted, succeeded = c.succeeded + excluded.succeeded,
+        dead = c.dead + excluded.dead, cancelled = c.cancelled + excluded.cancelled
+), jobs AS (
+    INSERT INTO {schema}.jobs AS j (id, name, created_at, accepted, succeeded, dead, cancelled)
+    SELECT job_id, job_id, 0, sum(accepted), sum(succeeded), sum(dead), sum(cancelled)
+    FROM batch WHERE job_id IS NOT NULL GROUP BY job_id ORDER BY 1
+    ON CONFLICT (id) DO UPDATE SET
+        accepted = j.accepted + excluded.accepted, succeeded = j.succeeded + excluded.succeeded,
+        dead = j.dead + excluded.dead, cancelled = j.cancelled + excluded.cancelled
+)
+SELECT count(*) FROM batch;
 
 -- name: expire_results
 UPDATE {schema}.messages SET result = NULL
@@ -230,15 +237,9 @@ WITH upd AS (
         error = '{"reason": "cancelled", "exc_type": null, "message": null, "traceback": null}'
     WHERE id = ANY(%(ids)s::text[]) AND state IN ('queued', 'scheduled')
     RETURNING id, queue, job_id
-), queue_counts AS (
-    INSERT INTO {schema}.queue_counts AS c (queue, cancelled)
-    SELECT queue, count(*) FROM upd GROUP BY queue ORDER BY 1
-    ON CONFLICT (queue) DO UPDATE SET cancelled = c.cancelled + excluded.cancelled
-), job_counts AS (
-    INSERT INTO {schema}.jobs AS j (id, name, created_at, cancelled)
-    SELECT job_id, job_id, %(now)s, count(*)
-    FROM upd WHERE job_id IS NOT NULL GROUP BY job_id ORDER BY 1
-    ON CONFLICT (id) DO UPDATE SET cancelled = j.cancelled + excluded.cancelled
+), counted AS (
+    INSERT INTO {schema}.counter_deltas (queue, job_id, cancelled)
+    SELECT queue, job_id, count(*) FROM upd GROUP BY queue, job_id
 )
 SELECT id FROM upd;
 
@@ -252,15 +253,9 @@ WITH upd AS (
       AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
       AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
     RETURNING id, queue, job_id
-), queue_counts AS (
-    INSERT INTO {schema}.queue_counts AS c (queue, dead)
-    SELECT queue, -count(*) FROM upd GROUP BY queue ORDER BY 1
-    ON CONFLICT (queue) DO UPDATE SET dead = c.dead + excluded.dead
-), job_counts AS (
-    INSERT INTO {schema}.jobs AS j (id, name, created_at, dead)
-    SELECT job_id, job_id, %(now)s, -count(*)
-    FROM upd WHERE job_id IS NOT NULL GROUP BY job_id ORDER BY 1
-    ON CONFLICT (id) DO UPDATE SET dead = j.dead + excluded.dead
+), counted AS (
+    INSERT INTO {schema}.counter_deltas (queue, job_id, dead)
+    SELECT queue, job_id, -count(*) FROM upd GROUP BY queue, job_id
 ), woken AS (
     SELECT pg_notify(%(channel)s, queue) FROM (SELECT DISTINCT queue FROM upd) q
 )
@@ -282,29 +277,51 @@ WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
 ORDER BY id LIMIT %(limit)s;
 
 -- name: queue_stats
--- Stored counters per queue, and live counts from the partial indexes of each live state.
-SELECT c.queue, c.accepted, coalesce(q.n, 0), coalesce(s.n, 0), coalesce(r.n, 0),
-       c.succeeded, c.dead, c.cancelled
-FROM {schema}.queue_counts c
+-- Folded counters plus unfolded deltas per queue, and live counts from the partial indexes
+-- of each live state, all from one snapshot.
+WITH d AS (
+    SELECT queue, sum(accepted) AS accepted, sum(succeeded) AS succeeded, sum(dead) AS dead,
+           sum(cancelled) AS cancelled
+    FROM {schema}.counter_deltas GROUP BY queue
+), names AS (
+    SELECT queue FROM {schema}.queue_counts UNION SELECT queue FROM d
+)
+SELECT n.queue,
+       (coalesce(c.accepted, 0) + coalesce(d.accepted, 0))::bigint,
+       coalesce(q.n, 0), coalesce(s.n, 0), coalesce(r.n, 0),
+       (coalesce(c.succeeded, 0) + coalesce(d.succeeded, 0))::bigint,
+       (coalesce(c.dead, 0) + coalesce(d.dead, 0))::bigint,
+       (coalesce(c.cancelled, 0) + coalesce(d.cancelled, 0))::bigint
+FROM names n
+LEFT JOIN {schema}.queue_counts c ON c.queue = n.queue
+LEFT JOIN d ON d.queue = n.queue
 LEFT JOIN (SELECT queue, count(*) AS n FROM {schema}.messages WHERE state = 'queued'
-           GROUP BY queue) q ON q.queue = c.queue
+           GROUP BY queue) q ON q.queue = n.queue
 LEFT JOIN (SELECT queue, count(*) AS n FROM {schema}.messages WHERE state = 'scheduled'
-           GROUP BY queue) s ON s.queue = c.queue
+           GROUP BY queue) s ON s.queue = n.queue
 LEFT JOIN (SELECT queue, count(*) AS n FROM {schema}.messages WHERE state = 'running'
-           GROUP BY queue) r ON r.queue = c.queue
-ORDER BY c.queue;
+           GROUP BY queue) r ON r.queue = n.queue
+ORDER BY n.queue;
 
 -- name: job
-SELECT j.id, j.name, j.created_at, j.accepted,
+SELECT j.id, j.name, j.created_at, (j.accepted + coalesce(d.accepted, 0))::bigint,
        (SELECT count(*) FROM {schema}.messages m WHERE m.job_id = j.id AND m.state = 'queued'),
        (SELECT count(*) FROM {schema}.messages m
         WHERE m.job_id = j.id AND m.state = 'scheduled'),
        (SELECT count(*) FROM {schema}.messages m WHERE m.job_id = j.id AND m.state = 'running'),
-       j.succeeded, j.dead, j.cancelled,
+       (j.succeeded + coalesce(d.succeeded, 0))::bigint,
+       (j.dead + coalesce(d.dead, 0))::bigint,
+       (j.cancelled + coalesce(d.cancelled, 0))::bigint,
        (SELECT coalesce(jsonb_agg(jsonb_build_array(m.id, m.progress) ORDER BY m.id), '[]')
         FROM {schema}.messages m
         WHERE m.job_id = j.id AND m.state = 'running' AND m.progress IS NOT NULL)
-FROM {schema}.jobs j WHERE j.id = %(id)s;
+FROM {schema}.jobs j
+LEFT JOIN LATERAL (
+    SELECT sum(accepted) AS accepted, sum(succeeded) AS succeeded, sum(dead) AS dead,
+           sum(cancelled) AS cancelled
+    FROM {schema}.counter_deltas WHERE job_id = j.id
+) d ON true
+WHERE j.id = %(id)s;
 
 -- name: newest_jobs
 SELECT id FROM {schema}.jobs ORDER BY created_at DESC, id DESC LIMIT %(limit)s;

@@ -50,7 +50,21 @@ CREATE INDEX messages_done ON messages (updated_at) WHERE state IN ('succeeded',
 CREATE INDEX messages_result_ttl ON messages (result_expires_at)
     WHERE result IS NOT NULL AND result_expires_at IS NOT NULL;
 
--- Counters kept in the same statement as each transition (see stalwart.backends.base).
+-- Counters (see stalwart.backends.base). Each transition appends its change to
+-- counter_deltas in the statement that makes it: appends never wait for each other, so
+-- concurrent completes on one queue commit together instead of queueing on one hot row.
+-- recover_expired folds the deltas into queue_counts and jobs in small batches; readers
+-- add the unfolded deltas to the folded totals in one snapshot.
+CREATE TABLE counter_deltas (
+    queue     text NOT NULL,
+    job_id    text,
+    accepted  integer NOT NULL DEFAULT 0,
+    succeeded integer NOT NULL DEFAULT 0,
+    dead      integer NOT NULL DEFAULT 0,
+    cancelled integer NOT NULL DEFAULT 0
+);
+CREATE INDEX counter_deltas_job ON counter_deltas (job_id) WHERE job_id IS NOT NULL;
+
 CREATE TABLE queue_counts (
     queue     text PRIMARY KEY,
     accepted  bigint NOT NULL DEFAULT 0,
