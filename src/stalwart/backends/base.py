@@ -322,6 +322,24 @@ class Backend(Protocol):
         """
         ...
 
+    def complete(
+        self, lease: Lease, result: str | None = None, result_ttl: float | None = 86400.0
+    ) -> bool:
+        """``settle([Complete(...)])`` for one delivery (every backend gets it from BackendBase)."""
+        ...
+
+    def retry(self, lease: Lease, at: float, error: ErrorInfo) -> bool:
+        """``settle([Reschedule(...)])`` for one delivery."""
+        ...
+
+    def fail(self, lease: Lease, error: ErrorInfo) -> bool:
+        """``settle([Bury(...)])`` for one delivery."""
+        ...
+
+    def release(self, lease: Lease, started: bool = False, error: ErrorInfo | None = None) -> bool:
+        """``settle([Release(...)])`` for one delivery."""
+        ...
+
     def progress(self, lease: Lease, done: float, total: float | None, note: str | None) -> bool:
         """Record a running task's progress; False when the lease is no longer held."""
         ...

@@ -90,9 +90,10 @@ class ModelBackend(BackendBase):
                 if m.idempotency_key is not None:
                     self._keys[m.idempotency_key] = m.id
                 if m.job_id is not None and m.job_id not in self._jobs:
-                    named = job is not None and job.id == m.job_id
-                    self._jobs[m.job_id] = (job.name if named else m.job_id,
-                                            (job.created_at or now) if named else now, {})
+                    if job is not None and job.id == m.job_id:
+                        self._jobs[m.job_id] = (job.name, job.created_at or now, {})
+                    else:
+                        self._jobs[m.job_id] = (m.job_id, now, {})
                 self._count(m, "accepted", +1)
                 ids.append(m.id)
             self._wake.notify_all()
@@ -191,7 +192,8 @@ class ModelBackend(BackendBase):
 
     def recover_expired(self, limit: int = 1000) -> list[tuple[str, State]]:
         with self._lock:
-            now, out = self.clock(), []
+            now = self.clock()
+            out: list[tuple[str, State]] = []
             for r in list(self._rows.values()):
                 if r.result_expires_at is not None and r.result_expires_at <= now:
                     r.result = None
