@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue as queue_mod
+import random
 import time
 from collections import Counter
 from contextlib import closing
@@ -122,6 +123,54 @@ def run_workers(url: str, plan: Plan, processes: int = PROCESSES) -> list[dict[s
     return reports
 
 
+def _enqueue_all(url: str, ids: list[str], keys: list[str], seed: int, barrier: Any,
+                 results: Any) -> None:
+    """Enqueue the shared ids and, under fresh ids of this process, the shared keys."""
+    report: dict[str, Any] = {"by_key": {}, "error": None}
+    try:
+        rng = random.Random(seed)
+        items = [("id", i) for i in ids] + [("key", k) for k in keys]
+        rng.shuffle(items)
+        backend = open_backend(url)
+        try:
+            barrier.wait(timeout=60)
+            for start in range(0, len(items), 10):
+                chunk = items[start:start + 10]
+                batch = [new_message("race", id=v) if kind == "id" else new_message("race", key=v)
+                         for kind, v in chunk]
+                got = backend.enqueue(batch)
+                for (kind, v), mid in zip(chunk, got, strict=True):
+                    if kind == "key":
+                        report["by_key"][v] = mid
+                    else:
+                        assert mid == v, f"enqueue of id {v} answered {mid}"
+        finally:
+            backend.close()
+    except BaseException as exc:
+        report["error"] = f"{type(exc).__name__}: {exc}"
+    results.put(report)
+
+
+def _race_enqueue(url: str, ids: list[str], keys: list[str]) -> list[dict[str, Any]]:
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(PROCESSES), ctx.Queue()
+    children = [ctx.Process(target=_enqueue_all, args=(url, ids, keys, n, barrier, results))
+                for n in range(PROCESSES)]
+    for child in children:
+        child.start()
+    try:
+        reports = [results.get(timeout=CHILD_DEADLINE + 60) for _ in children]
+    finally:
+        for child in children:
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+                child.join()
+    errors = [r["error"] for r in reports if r["error"]]
+    assert not errors, f"producer processes failed: {errors}"
+    return reports
+
+
 def figures(reports: list[dict[str, Any]], expected: set[str]) -> dict[str, Any]:
     """lost, double (settled True more than once), claimed, seconds, per process."""
     settled = Counter(mid for r in reports for mid in r["completed"])
@@ -143,6 +192,37 @@ def _require_shared(kind: str) -> None:
 
 
 class TestManyProcesses:
+    def test_concurrent_enqueue_of_the_same_ids(self, backend_kind: str, backend_url: str) -> None:
+        """Producers retrying one batch at once (lost replies): each message stored once."""
+        _require_shared(backend_kind)
+        ids = [new_message().id for _ in range(300)]
+        _race_enqueue(backend_url, ids, [])
+        with closing(open_backend(backend_url)) as parent:
+            assert [m.id for m in parent.messages(queue="race", limit=1000)] == sorted(ids)
+            assert {s.queue: s.counts for s in parent.queue_stats()} == {
+                "race": Counts(accepted=len(ids), queued=len(ids))}
+
+    def test_concurrent_enqueue_with_one_idempotency_key(
+        self, backend_kind: str, backend_url: str
+    ) -> None:
+        """Producers racing with the same keys under their own ids: one message per key."""
+        _require_shared(backend_kind)
+        keys = [f"order-{n}" for n in range(300)]
+        reports = _race_enqueue(backend_url, [], keys)
+        with closing(open_backend(backend_url)) as parent:
+            stored = parent.messages(queue="race", limit=1000)
+            doubled = len(stored) - len(keys)
+            split = [k for k in keys if len({r["by_key"][k] for r in reports}) > 1]
+            print(f"\nkeys: keys={len(keys)} processes={len(reports)} stored={len(stored)} "
+                  f"split_answers={len(split)} backend={backend_kind}")
+            assert doubled == 0 and split == [], (
+                f"{doubled} extra messages stored; keys answered with several ids: {split[:5]}")
+            for key in keys:
+                info = parent.message(reports[0]["by_key"][key])
+                assert info is not None and info.idempotency_key == key
+            assert {s.queue: s.counts for s in parent.queue_stats()} == {
+                "race": Counts(accepted=len(keys), queued=len(keys))}
+
     def test_job_counters_under_concurrent_completion(
         self, backend_kind: str, backend_url: str
     ) -> None:
