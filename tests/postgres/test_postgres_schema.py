@@ -95,3 +95,16 @@ def test_url_options_and_defaults(pg_url: str) -> None:
         open_backend(pg_url.rpartition("?")[0] + "?schema=bad-name;drop")
     with pytest.raises(ConfigurationError, match="unknown option"):
         open_backend(pg_url, prefix="x")
+
+
+def test_a_schema_dropped_under_a_running_backend_comes_back_on_next_use(
+    pg_url: str, dsn: str, schema: str
+) -> None:
+    with PostgresBackend(pg_url) as b:
+        b.enqueue([NewMessage(new_id(), "t")])
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            b.claim(["default"], 1, 30, "w")
+        assert b.claim(["default"], 1, 30, "w") == []
+        assert b.schema_version() == LATEST

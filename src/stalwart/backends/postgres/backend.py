@@ -124,7 +124,12 @@ class PostgresBackend(BackendBase):
         if not self._schema_ok:
             self._ensure_schema()
         with self._pool.connection() as conn:
-            yield conn
+            try:
+                yield conn
+            except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName,
+                    psycopg.errors.UndefinedFunction):
+                self._schema_ok = False  # dropped under us: check (and migrate) on next use
+                raise
 
     def _ensure_schema(self) -> None:
         with self._schema_lock:
