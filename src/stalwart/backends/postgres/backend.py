@@ -88,7 +88,6 @@ class PostgresBackend(BackendBase):
         self._last_used: dict[int, float] = {}
         self._listen_lock = threading.Lock()
         self._listener: psycopg.Connection[Any] | None = None
-        self._closed = False
         self._pool = ConnectionPool(
             self._conninfo,
             min_size=self.options.pool_min,
@@ -108,6 +107,8 @@ class PostgresBackend(BackendBase):
         with self._open_lock:
             self._held = [c for c in self._held if not c.closed]
             self._held.append(conn)
+            live = {id(c) for c in self._held}
+            self._last_used = {k: v for k, v in self._last_used.items() if k in live}
 
     def _reset(self, conn: psycopg.Connection[Any]) -> None:
         self._last_used[id(conn)] = time.monotonic()
@@ -199,7 +200,6 @@ class PostgresBackend(BackendBase):
         }
 
     def close(self) -> None:
-        self._closed = True
         with self._listen_lock:
             if self._listener is not None:
                 self._listener.close()

@@ -47,6 +47,8 @@ LEFT JOIN {schema}.messages by_key ON by_key.idempotency_key = i.key;
 -- name: claim
 -- Lease up to %(limit)s ready messages, highest priority then oldest id first. Locked rows
 -- are skipped, so concurrent claimers never wait for each other nor get the same message.
+-- Each queue is read in index order on its own (one ordered scan per queue, never a sort of
+-- a backlog); with several queues, rows locked here but not picked are free again at commit.
 WITH queued AS (
     SELECT c.id, c.priority
     FROM unnest(%(queues)s::text[]) AS q(name)
