@@ -49,3 +49,30 @@ def test_django_redis_options_give_pooled_connections_keepalive():
         assert (ka.keepalive, ka.idle, ka.interval, ka.count) == (True, 45, 10, 9)
     finally:
         pool.disconnect()
+
+
+@pytest.mark.parametrize(("url", "port"), [
+    ("redis://127.0.0.1:6379/0?prefix=t_netsettings", 6379),
+    ("postgresql://127.0.0.1:5432/test?schema=t_netsettings", 5432),
+])
+def test_app_connection_settings_reach_the_backend_sockets(url, port):
+    """App(connection=...) is what the kernel applies to the broker's sockets."""
+    from stalwart import App
+
+    require(url.split(":")[0], "127.0.0.1", port)
+    app = App("x", broker=url, connection=ConnectionSettings(keepalive_idle=33,
+                                                             keepalive_interval=7,
+                                                             keepalive_count=4))
+    backend = app.open_backend()
+    try:
+        backend.queue_stats()  # open at least one pooled connection
+        seen = backend.connections()
+        assert seen
+        assert all((c.keepalive, c.idle, c.interval, c.count) == (True, 33, 7, 4) for c in seen)
+    finally:
+        backend.close()
+        if url.startswith("postgresql"):
+            import psycopg
+
+            with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as c:
+                c.execute('DROP SCHEMA IF EXISTS "t_netsettings" CASCADE')
