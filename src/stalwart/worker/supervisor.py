@@ -321,6 +321,9 @@ class Supervisor:
             return "unsigned", exc
         except UndecodableMessage as exc:
             return "undecodable", exc
+        # The stored record is authoritative: a backend may store an envelope under the id
+        # its idempotency key reserved, so the id and job come from the delivery.
+        msg.id, msg.job_id = d.lease.message_id, d.job_id
         entry.job = job = Job.from_message(msg, d.retries, d.deliveries, None, None)
         task = self.app.tasks.get(msg.task)
         if task is None:
