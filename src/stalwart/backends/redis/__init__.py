@@ -30,12 +30,15 @@ without cross-slot atomicity:
 * enqueue first runs ``reserve.lua`` in the ``{prefix}`` slot (claims the id and the
   idempotency key, creates the job), then ``enqueue.lua`` per queue, which stores only
   messages whose hash is missing. A retry after a lost reply finds its own reservation and
-  completes the store; nothing is counted twice. Two round trips per batch: the second
-  step stores only what the first reserved for it (an id stored in another queue, or a
-  key whose message is stored, is answered with the existing id). A reservation whose
-  message is not stored answers for nothing: the next message with that id or key takes
-  it over and is stored. That check reads the message's hash across slots, which a single
-  server allows; on Cluster it would move to the client (see reserve.lua).
+  completes the store; nothing is counted twice. Two round trips per batch. The first
+  reservation of an id or key is authoritative: a later message with that id, or that key,
+  resolves to the reserved id. While that id's message is stored, nothing more is stored;
+  while it is not, the later message's content is stored under the reserved id, in the
+  reserved queue. The store is idempotent by id, so whichever producer's store lands first
+  is the message and the other does nothing: one message per key, and a reservation whose
+  producer died is stored by the next enqueue. Whether a message is stored is read across
+  slots, which a single server allows; on Cluster it would move to the client (see
+  reserve.lua).
 * A lease token is ``<random>.<queue>``, so complete, retry, fail, release, extend and
   progress go straight to the queue's slot with no lookup.
 * Job counters are kept per (job, queue) in the queue's slot, in the same script as the
@@ -52,9 +55,9 @@ Retrying after a lost reply: enqueue and settle are idempotent (by id, by token)
 are extend, cancel, requeue and purge. A claim whose reply is lost leaves its leases with
 nobody; they come back after the lease time, like a crashed worker's. A process that dies
 between the two steps of an enqueue (or whose second step kept failing) leaves the id and
-key reserved but not stored: a resend of that message stores it, and so does a different
-message with that key, which takes the key over. Two producers racing with one key may
-then both be stored: a duplicate, never a lost message.
+key reserved but not stored: the next enqueue with that id or key stores its message under
+the reserved id. Two producers racing with one key store one message, whichever is first;
+both are answered its id.
 
 No operation scans the keyspace. Claim, extend, settle and recover are O(log n) per message.
 Time is the client's clock, passed to each script; the server's clock is never read (except

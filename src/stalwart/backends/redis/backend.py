@@ -8,7 +8,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -144,18 +144,19 @@ class RedisBackend(BackendBase):
     def _reserve(
         self, messages: Sequence[NewMessage], job: NewJob | None, now: str
     ) -> tuple[list[str], list[NewMessage]]:
-        """The first step of enqueue: each message's resolved id, and those to be stored.
+        """The first step of enqueue: each message's resolved id, and what to store.
 
-        A batch longer than one script call is reserved a chunk at a time, each call told
-        which of its ids and keys an earlier chunk reserved, so that a later message with
-        the same id or key resolves to that earlier one (see reserve.lua).
+        A message whose id or key was reserved first by another, not yet stored, is stored
+        under that reservation's id and queue (see reserve.lua). A batch longer than one
+        script call is reserved a chunk at a time, each call told which ids an earlier chunk
+        reserved, so that a later message with the same id or key resolves to that earlier one.
         """
         named = ["", "", ""] if job is None else [
             job.id, job.name, t(job.created_at) if job.created_at else ""]
         ids: list[str] = []
         keep: list[NewMessage] = []
         reserved: set[str] = set()
-        holders: dict[str, str] = {}  # idempotency key -> the id this batch reserved for it
+        holders: dict[str, str] = {}  # idempotency key -> the id this batch resolved it to
         for chunk in _chunks(messages, _BATCH):
             pending: set[str] = set()
             for m in chunk:
@@ -167,13 +168,16 @@ class RedisBackend(BackendBase):
             for m in chunk:
                 args += [m.id, m.queue, opt(m.idempotency_key), opt(m.job_id)]
             [flat] = self._run([Call("reserve", self._g + ":idx", args)])
-            for m, rid, flag in zip(chunk, flat[0::2], flat[1::2], strict=True):
-                ids.append(rid.decode())
-                if int(flag) == 1:
-                    keep.append(m)
-                    reserved.add(m.id)
-                    if m.idempotency_key is not None:
-                        holders[m.idempotency_key] = m.id
+            for i, m in enumerate(chunk):
+                rid, flag = flat[3 * i].decode(), int(flat[3 * i + 1])
+                ids.append(rid)
+                if flag:
+                    key = m.idempotency_key if flag == 1 else None
+                    keep.append(replace(m, id=rid, queue=flat[3 * i + 2].decode(),
+                                        idempotency_key=key))
+                    reserved.add(rid)
+                    if key is not None:
+                        holders[key] = rid
         return ids, keep
 
     def _enqueue_calls(self, messages: Sequence[NewMessage], now: str) -> list[Call]:

@@ -1,8 +1,9 @@
 -- Store a batch of new messages in one queue. ARGV[3] is the queue name, then 9 fields per
 -- message: id, task, body, priority, eta ('' for none), max_deliveries, job ('' or '=' ..
 -- job id), idempotency key ('' or '=' .. key), created_at. A message whose hash already
--- exists is left alone (a retried call after a lost reply), so only new ones count as
--- accepted. Returns 1 (stored) or 0 (already there) per message.
+-- exists is left alone (a retried call after a lost reply, or another producer that stored
+-- first under the same reserved id: see reserve.lua), so only new ones count as accepted.
+-- Returns 1 (stored) or 0 (already there) per message.
 local queue = ARGV[3]
 local out, ready, scheduled = {}, 0, 0
 for i = 4, #ARGV, 9 do

@@ -5,23 +5,25 @@
 -- created_at; '' when none), ARGV[6] the count n of ids an earlier call of the same batch
 -- reserved, ARGV[7..6+n] those ids, then 4 fields per message: id, queue, idempotency key
 -- ('' or '=' .. key), job ('' or '=' .. job id).
--- Returns a flat list: resolved id, store flag (1: the message is to be stored in its queue).
+-- Returns a flat list, 3 per message: the resolved id, a store flag, and the queue to store
+-- in ('' when the flag is 0). Flag 1: the client stores this message's content under the
+-- resolved id, in that queue; 2: the same without its idempotency key (which names another
+-- message); 0: it stores nothing.
 --
--- A reservation alone never answers for a message. A process that died between the two
--- steps (or a second step that kept failing until its caller gave up) leaves an id and key
--- reserved but never stored; if that reservation answered a later enqueue, the later
--- message would not be stored and the caller would get an id that never runs. So an id or
--- key counts as taken only while its message is stored, or is about to be stored by this
--- same batch; otherwise the reservation passes to the message at hand, which gets stored.
--- The price, under a true race of two producers with one key (one between its two steps
--- while the other reserves), is that both messages are stored: a duplicate, never a loss.
--- The same holds for one id sent to two queues at once: both copies are stored and the
--- index follows the later one.
+-- The first reservation of an id or key is authoritative. A later message whose id is
+-- reserved, or whose key names a reserved id E, resolves to E. While E's message is stored
+-- (or reserved by this same batch) nothing more is stored. While it is not, its producer may
+-- be between its two steps, or may have died there (or given up after its second step kept
+-- failing): this script cannot tell which, and need not. The later message is stored under
+-- E, in the queue E was reserved for; enqueue.lua stores an id only once, so whichever of
+-- the two stores lands first is E's message and the other stores nothing. One message per
+-- key, and never one lost to a producer that died.
 --
--- Whether a message is stored is read from its hash in the queue's slot: a cross-slot read
--- that a single server allows. Redis Cluster would need that read done by the client in the
--- queue's slot, then a compare-and-set here ("rebind the key only while it still names that
--- id"): one more round trip, and only when a key or id is already taken.
+-- Whether a message is stored is read from its hash in the queue's slot, and whether it was
+-- deleted (a tombstone the store-wide indexes have not yet forgotten) from the queue's
+-- 'purged' list: cross-slot reads that a single server allows. On Redis Cluster the client
+-- would read them in the queue's slot first, then have this script check that the
+-- reservation is unchanged: one more round trip, and only when an id or key is taken.
 local base, now = ARGV[1], ARGV[2]
 local named, named_name, named_created = ARGV[3], ARGV[4], ARGV[5]
 local idx, ikeys = base .. ':idx', base .. ':ikeys'
@@ -30,29 +32,65 @@ local pending = {}
 local first = 7 + tonumber(ARGV[6])
 for i = 7, first - 1 do pending[ARGV[i]] = true end
 
--- True when message `id` is stored, or reserved by this batch (its second step stores it).
-local function live(id)
-  if pending[id] then return true end
+-- True when message `id` of queue `q` was deleted but the indexes still name it.
+local function purged(q, id)
+  local list = qprefix .. q .. '}:purged'
+  if redis.call('LLEN', list) == 0 then return false end
+  local mark = id .. '\n'
+  for _, entry in ipairs(redis.call('LRANGE', list, 0, -1)) do
+    if string.sub(entry, 1, #mark) == mark then return true end
+  end
+  return false
+end
+
+-- Where id `id` stands: (queue, true) when its message is stored or reserved by this batch,
+-- (queue, false) when reserved and not stored, nil when free.
+local function lookup(id)
+  if pending[id] then return '', true end
   local q = redis.call('HGET', idx, id)
-  return q and redis.call('EXISTS', qprefix .. q .. '}:m:' .. id) == 1
+  if not q then return nil end
+  if redis.call('EXISTS', qprefix .. q .. '}:m:' .. id) == 1 then return q, true end
+  if purged(q, id) then return nil end
+  return q, false
 end
 
 local out = {}
 for i = first, #ARGV, 4 do
   local id, queue, ikey, job = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local holder = ikey ~= '' and redis.call('HGET', ikeys, string.sub(ikey, 2))
-  if live(id) then
-    out[#out + 1] = id
+  local target, q, stored = id, lookup(id)
+  local holder, hq, hstored
+  if ikey ~= '' then
+    ikey = string.sub(ikey, 2)
+    holder = redis.call('HGET', ikeys, ikey)
+    if holder and holder ~= id then hq, hstored = lookup(holder) end
+  end
+  if hstored and not stored then
+    -- The key's message is stored and this id's is not: the key answers, as it would had
+    -- this id's reservation not been made yet.
+    target, q, stored = holder, hq, true
+  elseif not q and hq then
+    target, q, stored = holder, hq, hstored
+  end
+  if stored then
+    out[#out + 1] = target
     out[#out + 1] = 0
-  elseif holder and holder ~= id and live(holder) then
-    out[#out + 1] = holder
-    out[#out + 1] = 0
+    out[#out + 1] = ''
   else
-    -- A stale reservation of `holder` stays in idx: that message may yet be stored by a
-    -- producer between its steps, and must stay findable if it is.
-    redis.call('HSET', idx, id, queue)
-    if ikey ~= '' then redis.call('HSET', ikeys, string.sub(ikey, 2), id) end
-    redis.call('SADD', base .. ':queues', queue)
+    if not q then
+      -- A fresh reservation. The key's former holder, if any, was deleted: nothing else
+      -- can store it.
+      q = queue
+      redis.call('HSET', idx, id, q)
+      redis.call('SADD', base .. ':queues', q)
+    end
+    local flag = 1
+    if ikey ~= '' and not hq then
+      redis.call('HSET', ikeys, ikey, target)
+    elseif ikey ~= '' and holder ~= target then
+      -- This id was reserved first, and the key by another reserved id: the message is
+      -- stored under its id without the key, so the key still names one message.
+      flag = 2
+    end
     if job ~= '' then
       job = string.sub(job, 2)
       if redis.call('HEXISTS', base .. ':jobs', job) == 0 then
@@ -64,11 +102,12 @@ for i = first, #ARGV, 4 do
         redis.call('HSET', base .. ':jobs', job, cjson.encode({name = name, created_at = created}))
         redis.call('ZADD', base .. ':jobs_t', created, job)
       end
-      redis.call('SADD', base .. ':jq:' .. job, queue)
+      redis.call('SADD', base .. ':jq:' .. job, q)
     end
-    pending[id] = true
-    out[#out + 1] = id
-    out[#out + 1] = 1
+    pending[target] = true
+    out[#out + 1] = target
+    out[#out + 1] = flag
+    out[#out + 1] = q
   end
 end
 return out
