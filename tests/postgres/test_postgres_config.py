@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from stalwart.backends.postgres.config import parse_url
 from stalwart.errors import ConfigurationError
@@ -49,3 +50,9 @@ def test_errors_never_show_the_password() -> None:
     with pytest.raises(ConfigurationError) as info:
         parse_url("postgresql://u:secret@h/d?schema=a-b", {})
     assert "secret" not in str(info.value)
+
+
+def test_libpq_options_with_spaces_reach_libpq_intact() -> None:
+    url = "postgresql://u@127.0.0.1/test?schema=s&options=-c%20lock_timeout%3D5s%20-c%20x%3Dy"
+    conninfo, _ = parse_url(url, {})
+    assert conninfo_to_dict(conninfo)["options"] == "-c lock_timeout=5s -c x=y"

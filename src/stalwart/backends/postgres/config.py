@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ...errors import ConfigurationError
 from ...net import ConnectionSettings
@@ -83,7 +83,9 @@ def parse_url(url: str, options: dict[str, Any]) -> tuple[str, PostgresOptions]:
         "PGUSER"
     ):
         netloc = f"postgres@{netloc}"
-    conninfo = urlunsplit(("postgresql", netloc, parts.path, urlencode(libpq_query), ""))
+    # libpq reads "+" literally, so a space goes as %20 (``options=-c%20name%3Dvalue``).
+    query = urlencode(libpq_query, quote_via=quote)
+    conninfo = urlunsplit(("postgresql", netloc, parts.path, query, ""))
     return conninfo, _coerce(url, ours)
 
 

@@ -1,6 +1,12 @@
 -- Every statement the PostgreSQL backend runs, one atomic step each.
 -- {schema} is replaced by the backend's quoted schema name; %(name)s are parameters.
 -- Times are the client's clock, passed as %(now)s.
+--
+-- Lock order: a statement that may wait for several message rows locks them in id order
+-- first (a ``SELECT ... ORDER BY id FOR UPDATE`` step driving the write), so two statements
+-- never each hold a row the other waits for: no deadlock between, say, a heartbeat's extend
+-- and a settle of the same leases listed in other orders. Statements that lock with
+-- SKIP LOCKED (claim, recover, expire_results, prune_*) never wait, so they cannot deadlock.
 
 -- name: enqueue
 -- Store new messages (a duplicate id or idempotency key is skipped), count them as
@@ -81,9 +87,16 @@ RETURNING m.id, m.token, m.task, m.queue, m.body, m.priority, m.deliveries, m.re
           m.max_deliveries, m.job_id, m.lease_expires_at;
 
 -- name: extend
+WITH held AS (
+    SELECT m.id FROM {schema}.messages m
+    JOIN (SELECT DISTINCT id, token FROM unnest(%(ids)s::text[], %(tokens)s::text[])
+          AS l(id, token)) l ON m.id = l.id AND m.token = l.token
+    WHERE m.state = 'running'
+    ORDER BY m.id
+    FOR UPDATE OF m
+)
 UPDATE {schema}.messages m SET lease_expires_at = %(now)s + %(lease_seconds)s
-FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS l(id, token)
-WHERE m.id = l.id AND m.token = l.token AND m.state = 'running'
+FROM held WHERE m.id = held.id
 RETURNING m.id, m.token;
 
 -- name: settle
@@ -95,8 +108,13 @@ WITH o AS (
         %(ttls)s::float8[], %(ats)s::float8[], %(errors)s::jsonb[], %(started)s::bool[],
         %(outcomes)s::text[]
     ) WITH ORDINALITY AS o(id, token, kind, result, ttl, at, error, started, outcome, ord)
-), before AS (
-    SELECT o.ord, m.state FROM o JOIN {schema}.messages m ON m.id = o.id AND m.token = o.token
+), locked AS (
+    -- Each row carrying its token, as it is once locked: a settle that was waiting for a
+    -- concurrent one of the same lease sees that one's outcome (already applied).
+    SELECT o.ord, m.id, m.state
+    FROM o JOIN {schema}.messages m ON m.id = o.id AND m.token = o.token
+    ORDER BY m.id
+    FOR UPDATE OF m
 ), upd AS (
     UPDATE {schema}.messages m SET
         state = CASE
@@ -120,8 +138,8 @@ WITH o AS (
                      THEN m.error ELSE o.error END,
         attempts = CASE WHEN o.kind = 'release' AND NOT o.started THEN m.attempts - (-1)
                         ELSE {schema}.end_attempt(m.attempts, %(now)s, o.outcome, o.error) END
-    FROM o
-    WHERE m.id = o.id AND m.token = o.token AND m.state = 'running'
+    FROM o JOIN locked ON locked.ord = o.ord
+    WHERE m.id = locked.id AND locked.state = 'running' AND m.state = 'running'
     RETURNING o.ord, m.queue, m.job_id, m.state
 ), counted AS (
     INSERT INTO {schema}.counter_deltas (queue, job_id, succeeded, dead)
@@ -132,9 +150,9 @@ WITH o AS (
     SELECT pg_notify(%(channel)s, queue)
     FROM (SELECT DISTINCT queue FROM upd WHERE state IN ('queued', 'scheduled')) q
 )
-SELECT o.ord, upd.ord IS NOT NULL, before.ord IS NOT NULL AND before.state <> 'running',
+SELECT o.ord, upd.ord IS NOT NULL, locked.ord IS NOT NULL AND locked.state <> 'running',
        (SELECT count(*) FROM woken)
-FROM o LEFT JOIN upd ON upd.ord = o.ord LEFT JOIN before ON before.ord = o.ord
+FROM o LEFT JOIN upd ON upd.ord = o.ord LEFT JOIN locked ON locked.ord = o.ord
 ORDER BY o.ord;
 
 -- name: progress
@@ -233,12 +251,17 @@ WHERE id IN (
 DELETE FROM {schema}.workers WHERE expires_at < %(before)s;
 
 -- name: cancel
-WITH upd AS (
-    UPDATE {schema}.messages SET
+WITH locked AS (
+    SELECT id FROM {schema}.messages
+    WHERE id = ANY(%(ids)s::text[]) AND state IN ('queued', 'scheduled')
+    ORDER BY id
+    FOR UPDATE
+), upd AS (
+    UPDATE {schema}.messages m SET
         state = 'cancelled', updated_at = %(now)s, lease_expires_at = NULL,
         error = '{"reason": "cancelled", "exc_type": null, "message": null, "traceback": null}'
-    WHERE id = ANY(%(ids)s::text[]) AND state IN ('queued', 'scheduled')
-    RETURNING id, queue, job_id
+    FROM locked WHERE m.id = locked.id AND m.state IN ('queued', 'scheduled')
+    RETURNING m.id, m.queue, m.job_id
 ), counted AS (
     INSERT INTO {schema}.counter_deltas (queue, job_id, cancelled)
     SELECT queue, job_id, count(*) FROM upd GROUP BY queue, job_id
@@ -247,14 +270,19 @@ SELECT id FROM upd;
 
 -- name: requeue_dead
 -- Dead messages back to queued with a full budget; they leave the dead counters.
-WITH upd AS (
-    UPDATE {schema}.messages SET
-        state = 'queued', retries = 0, deliveries = 0, eta = NULL, token = NULL,
-        lease_expires_at = NULL, updated_at = %(now)s
+WITH locked AS (
+    SELECT id FROM {schema}.messages
     WHERE state = 'dead'
       AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
       AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-    RETURNING id, queue, job_id
+    ORDER BY id
+    FOR UPDATE
+), upd AS (
+    UPDATE {schema}.messages m SET
+        state = 'queued', retries = 0, deliveries = 0, eta = NULL, token = NULL,
+        lease_expires_at = NULL, updated_at = %(now)s
+    FROM locked WHERE m.id = locked.id AND m.state = 'dead'
+    RETURNING m.id, m.queue, m.job_id
 ), counted AS (
     INSERT INTO {schema}.counter_deltas (queue, job_id, dead)
     SELECT queue, job_id, -count(*) FROM upd GROUP BY queue, job_id
@@ -264,10 +292,16 @@ WITH upd AS (
 SELECT count(*), (SELECT count(*) FROM woken) FROM upd;
 
 -- name: purge_dead
-DELETE FROM {schema}.messages
-WHERE state = 'dead'
-  AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text);
+WITH locked AS (
+    SELECT id FROM {schema}.messages
+    WHERE state = 'dead'
+      AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+    ORDER BY id
+    FOR UPDATE
+)
+DELETE FROM {schema}.messages m USING locked
+WHERE m.id = locked.id AND m.state = 'dead';
 
 -- name: message
 SELECT {columns} FROM {schema}.messages WHERE id = %(id)s;
