@@ -169,15 +169,17 @@ class RedisBackend(BackendBase):
                 args += [m.id, m.queue, opt(m.idempotency_key), opt(m.job_id)]
             [flat] = self._run([Call("reserve", self._g + ":idx", args)])
             for i, m in enumerate(chunk):
-                rid, flag = flat[3 * i].decode(), int(flat[3 * i + 1])
+                rid, flag = flat[3 * i].decode(), flat[3 * i + 1]
                 ids.append(rid)
                 if flag:
-                    key = m.idempotency_key if flag == 1 else None
-                    keep.append(replace(m, id=rid, queue=flat[3 * i + 2].decode(),
-                                        idempotency_key=key))
+                    queue = flat[3 * i + 2].decode()
+                    if rid != m.id or queue != m.queue or flag == 2:
+                        key = m.idempotency_key if flag == 1 else None
+                        m = replace(m, id=rid, queue=queue, idempotency_key=key)
+                    keep.append(m)
                     reserved.add(rid)
-                    if key is not None:
-                        holders[key] = rid
+                    if m.idempotency_key is not None:
+                        holders[m.idempotency_key] = rid
         return ids, keep
 
     def _enqueue_calls(self, messages: Sequence[NewMessage], now: str) -> list[Call]:

@@ -77,8 +77,8 @@ for i = first, #ARGV, 4 do
     out[#out + 1] = ''
   else
     if not q then
-      -- A fresh reservation. The key's former holder, if any, was deleted: nothing else
-      -- can store it.
+      -- A fresh reservation. The key's former holder, if any, was deleted (its id left the
+      -- index, or its tombstone awaits that), so the key is free.
       q = queue
       redis.call('HSET', idx, id, q)
       redis.call('SADD', base .. ':queues', q)
