@@ -168,18 +168,20 @@ class RedisBackend(BackendBase):
             for m in chunk:
                 args += [m.id, m.queue, opt(m.idempotency_key), opt(m.job_id)]
             [flat] = self._run([Call("reserve", self._g + ":idx", args)])
-            for i, m in enumerate(chunk):
-                rid, flag = flat[3 * i].decode(), flat[3 * i + 1]
-                ids.append(rid)
-                if flag:
-                    queue = flat[3 * i + 2].decode()
-                    if rid != m.id or queue != m.queue or flag == 2:
-                        key = m.idempotency_key if flag == 1 else None
-                        m = replace(m, id=rid, queue=queue, idempotency_key=key)
-                    keep.append(m)
-                    reserved.add(rid)
-                    if m.idempotency_key is not None:
-                        holders[m.idempotency_key] = rid
+            for m, answer in zip(chunk, flat, strict=True):
+                if answer != 1:  # [resolved id, flag, queue]: see reserve.lua
+                    rid, flag = answer[0].decode(), answer[1]
+                    ids.append(rid)
+                    if not flag:
+                        continue
+                    key = m.idempotency_key if flag == 1 else None
+                    m = replace(m, id=rid, queue=answer[2].decode(), idempotency_key=key)
+                else:
+                    ids.append(m.id)
+                keep.append(m)
+                reserved.add(m.id)
+                if m.idempotency_key is not None:
+                    holders[m.idempotency_key] = m.id
         return ids, keep
 
     def _enqueue_calls(self, messages: Sequence[NewMessage], now: str) -> list[Call]:

@@ -5,10 +5,10 @@
 -- created_at; '' when none), ARGV[6] the count n of ids an earlier call of the same batch
 -- reserved, ARGV[7..6+n] those ids, then 4 fields per message: id, queue, idempotency key
 -- ('' or '=' .. key), job ('' or '=' .. job id).
--- Returns a flat list, 3 per message: the resolved id, a store flag, and the queue to store
--- in ('' when the flag is 0). Flag 1: the client stores this message's content under the
--- resolved id, in that queue; 2: the same without its idempotency key (which names another
--- message); 0: it stores nothing.
+-- Returns one entry per message: 1 when the client stores it as sent (the common case, kept
+-- small so the reply is cheap to read), else {resolved id, flag, queue}. Flag 0: it stores
+-- nothing; 1: it stores this message's content under the resolved id, in that queue; 2: the
+-- same without its idempotency key, which names another message.
 --
 -- The first reservation of an id or key is authoritative. A later message whose id is
 -- reserved, or whose key names a reserved id E, resolves to E. While E's message is stored
@@ -72,9 +72,7 @@ for i = first, #ARGV, 4 do
     target, q, stored = holder, hq, hstored
   end
   if stored then
-    out[#out + 1] = target
-    out[#out + 1] = 0
-    out[#out + 1] = ''
+    out[#out + 1] = {target, 0}
   else
     if not q then
       -- A fresh reservation. The key's former holder, if any, was deleted (its id left the
@@ -105,9 +103,11 @@ for i = first, #ARGV, 4 do
       redis.call('SADD', base .. ':jq:' .. job, q)
     end
     pending[target] = true
-    out[#out + 1] = target
-    out[#out + 1] = flag
-    out[#out + 1] = q
+    if flag == 1 and target == id and q == queue then
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = {target, flag, q}
+    end
   end
 end
 return out
