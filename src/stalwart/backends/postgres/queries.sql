@@ -7,6 +7,10 @@
 -- never each hold a row the other waits for: no deadlock between, say, a heartbeat's extend
 -- and a settle of the same leases listed in other orders. Statements that lock with
 -- SKIP LOCKED (claim, recover, expire_results, prune_*) never wait, so they cannot deadlock.
+-- Rows to lock are looked up by primary key (``id = ANY(ids)``), and the write finds each
+-- locked row by primary key too, trusting the state read under the lock (nobody changes a
+-- row we hold): no plan joins the batch twice nor scans a whole state's index per row.
+-- The lock is FOR NO KEY UPDATE, the one the update itself takes (FOR UPDATE to delete).
 
 -- name: enqueue
 -- Store new messages (a duplicate id or idempotency key is skipped), count them as
@@ -88,15 +92,15 @@ RETURNING m.id, m.token, m.task, m.queue, m.body, m.priority, m.deliveries, m.re
 
 -- name: extend
 WITH held AS (
-    SELECT m.id FROM {schema}.messages m
+    SELECT m.id, m.state FROM {schema}.messages m
     JOIN (SELECT DISTINCT id, token FROM unnest(%(ids)s::text[], %(tokens)s::text[])
           AS l(id, token)) l ON m.id = l.id AND m.token = l.token
-    WHERE m.state = 'running'
+    WHERE m.id = ANY(%(ids)s::text[])
     ORDER BY m.id
-    FOR UPDATE OF m
+    FOR NO KEY UPDATE OF m
 )
 UPDATE {schema}.messages m SET lease_expires_at = %(now)s + %(lease_seconds)s
-FROM held WHERE m.id = held.id
+FROM held WHERE m.id = held.id AND held.state = 'running'
 RETURNING m.id, m.token;
 
 -- name: settle
@@ -109,12 +113,13 @@ WITH o AS (
         %(outcomes)s::text[]
     ) WITH ORDINALITY AS o(id, token, kind, result, ttl, at, error, started, outcome, ord)
 ), locked AS (
-    -- Each row carrying its token, as it is once locked: a settle that was waiting for a
-    -- concurrent one of the same lease sees that one's outcome (already applied).
-    SELECT o.ord, m.id, m.state
+    -- Each outcome whose row carries its token, with the row's state once locked: a settle
+    -- that waited for a concurrent one of the same lease sees that one applied.
+    SELECT o.*, m.state
     FROM o JOIN {schema}.messages m ON m.id = o.id AND m.token = o.token
+    WHERE m.id = ANY(%(ids)s::text[])
     ORDER BY m.id
-    FOR UPDATE OF m
+    FOR NO KEY UPDATE OF m
 ), upd AS (
     UPDATE {schema}.messages m SET
         state = CASE
@@ -138,8 +143,8 @@ WITH o AS (
                      THEN m.error ELSE o.error END,
         attempts = CASE WHEN o.kind = 'release' AND NOT o.started THEN m.attempts - (-1)
                         ELSE {schema}.end_attempt(m.attempts, %(now)s, o.outcome, o.error) END
-    FROM o JOIN locked ON locked.ord = o.ord
-    WHERE m.id = locked.id AND locked.state = 'running' AND m.state = 'running'
+    FROM locked o
+    WHERE m.id = o.id AND o.state = 'running'
     RETURNING o.ord, m.queue, m.job_id, m.state
 ), counted AS (
     INSERT INTO {schema}.counter_deltas (queue, job_id, succeeded, dead)
@@ -255,12 +260,12 @@ WITH locked AS (
     SELECT id FROM {schema}.messages
     WHERE id = ANY(%(ids)s::text[]) AND state IN ('queued', 'scheduled')
     ORDER BY id
-    FOR UPDATE
+    FOR NO KEY UPDATE
 ), upd AS (
     UPDATE {schema}.messages m SET
         state = 'cancelled', updated_at = %(now)s, lease_expires_at = NULL,
         error = '{"reason": "cancelled", "exc_type": null, "message": null, "traceback": null}'
-    FROM locked WHERE m.id = locked.id AND m.state IN ('queued', 'scheduled')
+    FROM locked WHERE m.id = locked.id
     RETURNING m.id, m.queue, m.job_id
 ), counted AS (
     INSERT INTO {schema}.counter_deltas (queue, job_id, cancelled)
@@ -276,12 +281,12 @@ WITH locked AS (
       AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
       AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
     ORDER BY id
-    FOR UPDATE
+    FOR NO KEY UPDATE
 ), upd AS (
     UPDATE {schema}.messages m SET
         state = 'queued', retries = 0, deliveries = 0, eta = NULL, token = NULL,
         lease_expires_at = NULL, updated_at = %(now)s
-    FROM locked WHERE m.id = locked.id AND m.state = 'dead'
+    FROM locked WHERE m.id = locked.id
     RETURNING m.id, m.queue, m.job_id
 ), counted AS (
     INSERT INTO {schema}.counter_deltas (queue, job_id, dead)
@@ -300,8 +305,7 @@ WITH locked AS (
     ORDER BY id
     FOR UPDATE
 )
-DELETE FROM {schema}.messages m USING locked
-WHERE m.id = locked.id AND m.state = 'dead';
+DELETE FROM {schema}.messages m USING locked WHERE m.id = locked.id;
 
 -- name: message
 SELECT {columns} FROM {schema}.messages WHERE id = %(id)s;
