@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
 import psycopg
+import pytest
 
 from stalwart.backends.base import NewMessage
 from stalwart.backends.postgres import PostgresBackend
 from stalwart.ids import new_id
 from stalwart.net import ConnectionSettings
+from stalwart.testing.services import postgres_address
 
 SETTINGS = ConnectionSettings(keepalive_idle=37, keepalive_interval=7, keepalive_count=4)
 
@@ -106,3 +110,62 @@ def test_wait_wakes_when_a_lease_runs_out(pg_url: str) -> None:
         assert b.wait(["leased"], 5.0) is True
         assert d.expires_at <= time.time() < d.expires_at + 1.5
         assert [s for _, s in b.recover_expired()] == ["queued"]
+
+
+def own_sockets_to(port: int) -> set[int]:
+    """Local ports of this process's open TCP sockets to ``port`` (from /proc: Linux only)."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    found = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                local, remote, inode = fields[1], fields[2], fields[9]
+                if inode in inodes and int(remote.rpartition(":")[2], 16) == port:
+                    found.add(int(local.rpartition(":")[2], 16))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads sockets from /proc")
+def test_closing_a_backend_releases_every_connection_it_opened(pg_url: str, dsn: str) -> None:
+    port = postgres_address()[2]
+    before = own_sockets_to(port)
+    opened = 0
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin_port = admin.execute(
+            "SELECT client_port FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        ).fetchone()[0]  # type: ignore[index]
+        before.add(admin_port)
+        for i in range(50):
+            b = PostgresBackend(pg_url + "&pool_min=2&pool_max=3")
+            b.enqueue([NewMessage(new_id(), "t")])
+            b.wait(["default"], 0)  # opens the LISTEN connection
+            b.claim(["default"], 1, 30, "w")
+            mine = own_sockets_to(port) - before
+            # The server's sessions behind them: this process's ports, so not another user's.
+            sessions = admin.execute(
+                "SELECT pid, client_port FROM pg_stat_activity"
+                " WHERE application_name = 'stalwart' AND client_port = ANY(%s)",
+                (sorted(mine),)).fetchall()
+            assert len(mine) >= 2 and len(sessions) == len(mine), (i, mine, sessions)
+            opened += len(mine)
+            b.close()
+            assert own_sockets_to(port) - before == set(), f"backend {i} left sockets open"
+            deadline = time.monotonic() + 5
+            while left := admin.execute(
+                "SELECT pid, client_port FROM pg_stat_activity"
+                " WHERE (pid, client_port) IN (SELECT * FROM unnest(%s::int[], %s::int[]))",
+                ([p for p, _ in sessions], [c for _, c in sessions])).fetchall():
+                assert time.monotonic() < deadline, f"backend {i} left sessions {left}"
+                time.sleep(0.01)
+    assert opened >= 100
