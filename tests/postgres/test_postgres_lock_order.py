@@ -3,7 +3,8 @@
 A worker extends every lease it holds from its heartbeat thread while its main loop settles
 a batch of the same leases; the two statements list the rows in unrelated orders. Were rows
 locked in the order given, each would hold rows the other waits for: PostgreSQL then aborts
-one with ``DeadlockDetected`` after ``deadlock_timeout``. The raw backend is called here (no
+one with ``DeadlockDetected`` after ``deadlock_timeout``. Producers storing the same ids or
+idempotency keys at once are in the same position. The raw backend is called here (no
 retry wrapper) so that every deadlock is seen.
 """
 
@@ -111,3 +112,61 @@ def test_extend_and_settle_of_the_same_leases_never_deadlock(pg_url: str) -> Non
     assert not shared.errors, shared.errors
     assert shared.calls["settle"] > 20 and shared.calls["extend"] > 20, shared.calls
     assert shared.deadlocks == 0, f"{shared.deadlocks} deadlocks in {shared.calls}"
+
+
+def race(
+    producers: list[PostgresBackend], batches: list[list[NewMessage]]
+) -> tuple[list[list[str]], int]:
+    """Each producer enqueues its batch at the same moment: (ids answered, deadlocks)."""
+    answers: list[list[str]] = [[] for _ in producers]
+    deadlocks = []
+    start = threading.Barrier(len(producers))
+
+    def produce(n: int) -> None:
+        start.wait()
+        try:
+            answers[n] = producers[n].enqueue(batches[n])
+        except psycopg.errors.DeadlockDetected as exc:
+            deadlocks.append(exc)
+
+    threads = [threading.Thread(target=produce, args=(n,)) for n in range(len(producers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return answers, len(deadlocks)
+
+
+def test_producers_racing_with_the_same_ids_or_keys_never_deadlock(pg_url: str) -> None:
+    """Two producers store the same batch at once, in different orders: by id (a retried
+    batch) on even rounds, by idempotency key with fresh ids on odd rounds."""
+    url = pg_url + FAST_DETECTION
+    producers = [PostgresBackend(url), PostgresBackend(url)]
+    deadlocks, rounds = 0, 0
+    try:
+        producers[0].migrate()
+        deadline = time.monotonic() + SECONDS
+        while time.monotonic() < deadline:
+            keyed = rounds % 2 == 1
+            batch = [NewMessage(new_id(), "t", "in", idempotency_key=new_id() if keyed else None)
+                     for _ in range(BATCH)]
+            sent: list[list[NewMessage]] = []
+            for n in range(2):
+                mine = list(batch)
+                random.Random(rounds * 2 + n).shuffle(mine)
+                if keyed:
+                    mine = [NewMessage(new_id(), "t", "in", idempotency_key=m.idempotency_key)
+                            for m in mine]
+                sent.append(mine)
+            answers, lost = race(producers, sent)
+            deadlocks += lost
+            if all(answers):  # both stored or found every message: one row per id or key
+                by_key = [dict(zip([m.idempotency_key or m.id for m in sent[n]], answers[n],
+                                   strict=True)) for n in range(2)]
+                assert by_key[0] == by_key[1]
+            rounds += 1
+    finally:
+        for b in producers:
+            b.close()
+    assert rounds > 20, rounds
+    assert deadlocks == 0, f"{deadlocks} deadlocks in {rounds} rounds"

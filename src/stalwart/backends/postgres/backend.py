@@ -52,6 +52,21 @@ _FOLD_ROUNDS = 10  # statements per recover_expired call, at most
 _PRUNE_ROUNDS = 4  # batches of prune_batch rows per recover_expired call, at most
 
 
+def _lock_order(messages: list[NewMessage]) -> list[NewMessage]:
+    """The batch in the order every producer inserts in: by idempotency key, then by id.
+
+    An insert that meets a row another producer is inserting waits for that producer; two
+    producers sending the same ids or keys in different orders would each wait for the
+    other (a deadlock). A batch repeating an id or key within itself keeps its own order,
+    since there the first of the repeats is the one stored.
+    """
+    keys = [m.idempotency_key for m in messages if m.idempotency_key is not None]
+    if len({m.id for m in messages}) < len(messages) or len(set(keys)) < len(keys):
+        return messages
+    return sorted(messages, key=lambda m: (m.idempotency_key is None,
+                                           m.idempotency_key or "", m.id))
+
+
 class PostgresBackend(BackendBase):
     """Messages in one schema of a PostgreSQL database; safe for many hosts and processes.
 
@@ -243,7 +258,7 @@ class PostgresBackend(BackendBase):
         ids = [m.id for m in messages]
         todo = list(range(len(messages)))
         for _ in range(3):  # again only if a colliding row was purged in between
-            stored = self._insert(conn, [messages[i] for i in todo], job)
+            stored = self._insert(conn, _lock_order([messages[i] for i in todo]), job)
             missing = [i for i in todo if messages[i].id not in stored]
             if not missing:
                 break

@@ -7,6 +7,7 @@
 -- never each hold a row the other waits for: no deadlock between, say, a heartbeat's extend
 -- and a settle of the same leases listed in other orders. Statements that lock with
 -- SKIP LOCKED (claim, recover, expire_results, prune_*) never wait, so they cannot deadlock.
+-- enqueue inserts in the order sent, which the backend makes by key, then id (_lock_order).
 -- Rows to lock are looked up by primary key (``id = ANY(ids)``), and the write finds each
 -- locked row by primary key too, trusting the state read under the lock (nobody changes a
 -- row we hold): no plan joins the batch twice nor scans a whole state's index per row.
