@@ -159,6 +159,7 @@ def test_closing_a_backend_releases_every_connection_it_opened(pg_url: str, dsn:
                 (sorted(mine),)).fetchall()
             assert len(mine) >= 2 and len(sessions) == len(mine), (i, mine, sessions)
             opened += len(mine)
+            b.claim(["default"], 1, 30, "w")  # close at once after a use: a return in flight
             b.close()
             assert own_sockets_to(port) - before == set(), f"backend {i} left sockets open"
             deadline = time.monotonic() + 5
@@ -169,3 +170,27 @@ def test_closing_a_backend_releases_every_connection_it_opened(pg_url: str, dsn:
                 assert time.monotonic() < deadline, f"backend {i} left sessions {left}"
                 time.sleep(0.01)
     assert opened >= 100
+
+
+def test_close_ends_a_wait_in_progress_at_once_and_other_waiters_sleep_on(pg_url: str) -> None:
+    port = postgres_address()[2]
+    with PostgresBackend(pg_url) as other:
+        other.wait(["q"], 0.01)
+        before = own_sockets_to(port)
+        b = PostgresBackend(pg_url)
+        b.wait(["q"], 0.01)
+        results: dict[str, bool] = {}
+        waiting = [threading.Thread(target=lambda: results.update(closed=b.wait(["q"], 10.0))),
+                   threading.Thread(target=lambda: results.update(other=other.wait(["q"], 1.0)))]
+        for t in waiting:
+            t.start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        b.close()
+        assert time.monotonic() - started < 2.0  # not the wait's 10 s
+        waiting[0].join(5)
+        assert results["closed"] is False
+        assert b.wait(["q"], 0.5) is False  # no new LISTEN connection after close
+        assert own_sockets_to(port) == before
+        waiting[1].join(5)
+        assert results["other"] is False  # the wake-up named no queue

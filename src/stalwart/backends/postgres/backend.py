@@ -103,6 +103,7 @@ class PostgresBackend(BackendBase):
         self._last_used: dict[int, float] = {}
         self._listen_lock = threading.Lock()
         self._listener: psycopg.Connection[Any] | None = None
+        self._closing = False
         self._pool = ConnectionPool(
             self._conninfo,
             min_size=self.options.pool_min,
@@ -110,7 +111,6 @@ class PostgresBackend(BackendBase):
             kwargs={"autocommit": True, "prepare_threshold": 0},
             configure=self._configure,
             check=self._check,
-            reset=self._reset,
             timeout=self.settings.socket_timeout,
             name=f"stalwart-{self.options.schema}",
             open=True,
@@ -125,9 +125,6 @@ class PostgresBackend(BackendBase):
             live = {id(c) for c in self._held}
             self._last_used = {k: v for k, v in self._last_used.items() if k in live}
 
-    def _reset(self, conn: psycopg.Connection[Any]) -> None:
-        self._last_used[id(conn)] = time.monotonic()
-
     def _check(self, conn: psycopg.Connection[Any]) -> None:
         """Ping a pooled connection that idled past the health-check interval before reuse."""
         idle = time.monotonic() - self._last_used.get(id(conn), 0.0)
@@ -139,6 +136,8 @@ class PostgresBackend(BackendBase):
         """A pooled autocommit connection, once the schema is known to be usable."""
         if not self._schema_ok:
             self._ensure_schema()
+        # No ``reset`` callback on the pool: with one, the pool hands connections back in a
+        # background task, and its close() drops such pending returns without closing them.
         with self._pool.connection() as conn:
             try:
                 yield conn
@@ -146,6 +145,8 @@ class PostgresBackend(BackendBase):
                     psycopg.errors.UndefinedFunction):
                 self._schema_ok = False  # dropped under us: check (and migrate) on next use
                 raise
+            finally:
+                self._last_used[id(conn)] = time.monotonic()
 
     def _ensure_schema(self) -> None:
         with self._schema_lock:
@@ -215,11 +216,32 @@ class PostgresBackend(BackendBase):
         }
 
     def close(self) -> None:
-        with self._listen_lock:
+        """Close the LISTEN connection and the pool; a ``wait`` in progress returns False."""
+        self._closing = True
+        while not self._listen_lock.acquire(timeout=0.05):
+            # A wait holds the listener: wake it with a notification that names no queue
+            # (other waiters of this schema ignore it) rather than wait for its timeout.
+            try:
+                with self._pool.connection() as conn:
+                    conn.execute("SELECT pg_notify(%s, '')", (self._channel,))
+            except psycopg.Error:
+                self._listen_lock.acquire()  # then the wait ends at its timeout
+                break
+        try:
             if self._listener is not None:
                 self._listener.close()
                 self._listener = None
+        finally:
+            self._listen_lock.release()
         self._pool.close()
+        # Any connection the pool lost track of, unless a thread is using it right now.
+        with self._open_lock:
+            for conn in self._held:
+                if not conn.closed and conn.lock.acquire(blocking=False):
+                    try:
+                        conn.close()
+                    finally:
+                        conn.lock.release()
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -422,6 +444,8 @@ class PostgresBackend(BackendBase):
         if not self._listen_lock.acquire(timeout=max(timeout, 0.0)):
             return False
         try:
+            if self._closing:
+                return False
             listener = self._listen()
             wanted = set(queues)
             if self._drain(listener, wanted):
@@ -438,6 +462,8 @@ class PostgresBackend(BackendBase):
             while (left := wake_at - time.monotonic()) > 0:
                 # The generator holds the connection's lock until it ends: never drain inside.
                 received = [n.payload for n in listener.notifies(timeout=left, stop_after=1)]
+                if self._closing:
+                    return False
                 if wanted.intersection(received):
                     self._drain(listener, wanted)
                     return True
