@@ -143,9 +143,9 @@ def markdown(doc: dict[str, Any]) -> str:
         "worker's process tree, sampled from /proc every 0.1 s (forked children's shared "
         "pages counted in each).",
         f"* **latency**: {s['latency_n']} tasks enqueued one at a time at "
-        f"~{s['latency_rate']:.0f}/s to an idle 2-process worker (the drain's, once it has "
-        "drained everything; else a new one); the task reads the clock first and compares "
-        "it with the enqueue time passed as its argument.",
+        f"~{s['latency_rate']:.0f}/s to an idle 2-process worker (a new one: one warm-up task, "
+        "then 1 s idle); the task reads the clock first and compares it with the enqueue "
+        "time passed as its argument.",
         f"* **recovery**: a 2-process worker with {s['recovery_n']} tasks of "
         f"{s['recovery_task_s']} s in flight is SIGKILLed (its whole process tree: the "
         "group, and any child that left it), a new one started at once; time until every "
