@@ -15,7 +15,7 @@ from typing import Any
 
 from ..app import App
 from .execute import is_async, run_job, run_job_async
-from .jobs import Event, Finished, Job, Lost, ProgressReport, Verdict
+from .jobs import Event, Finished, Job, Lost, ProgressReport, Verdict, drain_events
 from .timelimits import ThreadLimit
 
 
@@ -81,16 +81,9 @@ class AsyncPool:
         self.futures[job.id] = asyncio.run_coroutine_threadsafe(self._run(job), self.loop)
 
     def wait(self, timeout: float) -> list[Event]:
-        out: list[Event] = []
-        try:
-            out.append(self.events.get(timeout=timeout))
-            while True:
-                out.append(self.events.get_nowait())
-        except queue.Empty:
-            pass
-        for event in out:
-            if isinstance(event, (Finished, Lost)):
-                self.futures.pop(event.job_id, None)
+        out, ended = drain_events(self.events, timeout)
+        for job_id in ended:
+            self.futures.pop(job_id, None)
         return out
 
     def kill(self, job_id: str) -> None:

@@ -7,6 +7,7 @@ needs nothing but the App it inherited at fork.
 from __future__ import annotations
 
 import json
+import queue
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +88,18 @@ class Lost:
 
 
 Event = ProgressReport | Finished | Lost
+
+
+def drain_events(events: queue.Queue[Event], timeout: float) -> tuple[list[Event], set[str]]:
+    """Every event waiting (blocking up to ``timeout`` for the first), and the jobs they end."""
+    out: list[Event] = []
+    try:
+        out.append(events.get(timeout=timeout))
+        while True:
+            out.append(events.get_nowait())
+    except queue.Empty:
+        pass
+    return out, {e.job_id for e in out if isinstance(e, (Finished, Lost))}
 
 
 # --- the pipe's wire form ------------------------------------------------------------------

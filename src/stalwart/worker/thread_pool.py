@@ -13,7 +13,7 @@ import threading
 from ..app import App
 from ..errors import TimeLimitExceeded
 from .execute import run_job
-from .jobs import Event, Finished, Job, Lost, ProgressReport
+from .jobs import Event, Finished, Job, Lost, ProgressReport, drain_events
 from .timelimits import ThreadLimit, async_raise
 
 
@@ -87,16 +87,8 @@ class ThreadPool:
         self.jobs.put(job)
 
     def wait(self, timeout: float) -> list[Event]:
-        out: list[Event] = []
-        try:
-            out.append(self.events.get(timeout=timeout))
-            while True:
-                out.append(self.events.get_nowait())
-        except queue.Empty:
-            pass
-        for event in out:
-            if isinstance(event, (Finished, Lost)):
-                self.active.discard(event.job_id)
+        out, ended = drain_events(self.events, timeout)
+        self.active -= ended
         return out
 
     def kill(self, job_id: str) -> None:
