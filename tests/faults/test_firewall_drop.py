@@ -28,9 +28,10 @@ from pathlib import Path
 import pytest
 
 from stalwart.testing.services import in_ci
+from stalwart.testing.workers import wait_until
 
 from . import ledger as ledger_mod
-from .conftest import ROOT, wait_until
+from .conftest import ROOT
 
 pytestmark = pytest.mark.faults
 PORT = 6390

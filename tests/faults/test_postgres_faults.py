@@ -58,7 +58,7 @@ def test_terminated_sessions_mid_job_fail_nothing(start_worker, ledger):
         tally = ledger_mod.read(ledger)
         print(f"postgres terminate: sessions_killed={killed} rounds={rounds} "
               f"{tally.summary(job.ids)} counts={info.counts}")
-        assert worker.stop() == 0, worker.output()[-3000:]
+        assert worker.terminate() == 0, worker.output()[-3000:]
         assert killed >= 3, "the run ended before the worker's sessions could be terminated"
         assert info.state == JobState.SUCCEEDED, info.counts
         assert info.counts.dead == 0 and info.counts.unaccounted == 0

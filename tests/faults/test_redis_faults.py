@@ -14,9 +14,9 @@ import pytest
 from stalwart import App, BrokerUnavailable, JobState, State
 from stalwart.testing.faults import RedisServer, TcpProxy
 from stalwart.testing.services import in_ci
+from stalwart.testing.workers import wait_until
 
 from . import ledger as ledger_mod
-from .conftest import wait_until
 
 pytestmark = pytest.mark.faults
 redis = pytest.importorskip("redis")
@@ -62,7 +62,7 @@ def test_connection_resets_mid_job_fail_nothing(redis_server, start_worker, ledg
         info = job.wait(timeout=60)
         tally = ledger_mod.read(ledger)
         print(f"redis reset: resets={resets} {tally.summary(job.ids)} counts={info.counts}")
-        assert worker.stop() == 0, worker.output()[-3000:]
+        assert worker.terminate() == 0, worker.output()[-3000:]
     assert resets >= 3, "the run ended before the proxy could reset connections mid-job"
     assert info.state == JobState.SUCCEEDED, info.counts
     assert info.counts.dead == 0 and info.counts.unaccounted == 0
@@ -84,7 +84,7 @@ def test_redis_killed_and_restarted_with_aof_loses_nothing(redis_server, start_w
     tally = ledger_mod.read(ledger)
     print(f"redis restart: recovered in {time.monotonic() - restarted_at:.1f}s "
           f"{tally.summary(accepted)}")
-    assert worker.stop() == 0, worker.output()[-3000:]
+    assert worker.terminate() == 0, worker.output()[-3000:]
     assert tally.lost(accepted) == []
     stats = {s.queue: s.counts for s in app.backend.queue_stats()}
     assert stats["default"].succeeded == 300 and stats["default"].unaccounted == 0

@@ -14,9 +14,9 @@ import pytest
 from stalwart import App
 from stalwart.testing.services import random_namespace, require
 from stalwart.testing.sockets import established_tcp_sockets, process_tree
+from stalwart.testing.workers import wait_until
 
 from . import ledger as ledger_mod
-from .conftest import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -53,5 +53,5 @@ def test_every_worker_socket_has_keepalive(kind, url, port, start_worker, ledger
             assert ka.keepalive, f"socket {ka.local}->{ka.peer} of pid {s.pid} has no SO_KEEPALIVE"
             assert (ka.idle, ka.interval, ka.count) == (60, 10, 9)
     finally:
-        assert worker.stop() == 0
+        assert worker.terminate() == 0
         app.close()

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,48 +12,10 @@ import pytest
 
 from stalwart import App
 from stalwart.states import FINAL_STATES
+from stalwart.testing.workers import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SPEC = "tests.worker.apps.tasks:app"
-
-
-class WorkerProcess:
-    """``stalwart worker`` as a subprocess in a process group of its own."""
-
-    def __init__(self, env: dict[str, str], args: list[str], log: Path) -> None:
-        self.log = log
-        self._out = log.open("ab")
-        cmd = [sys.executable, "-m", "stalwart", "worker", APP_SPEC, *args]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def terminate(self, timeout: float = 30) -> int:
-        """SIGTERM and wait for the exit code (SIGKILL the group if it hangs)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.close()
-        return self.proc.returncode
-
-    def close(self) -> None:
-        if not self._out.closed:
-            self._out.close()
-
-    def kill_all(self) -> None:
-        """SIGKILL the supervisor and its children at once, like a host that vanished."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
 
 
 @dataclass
@@ -90,15 +48,6 @@ def read_ledger(path: Path) -> Ledger:
             event, key, pid, at, detail = line.split(" ", 4)
             ledger.events.append((event, key, int(pid), float(at), detail))
     return ledger
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, every: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return bool(predicate())
 
 
 @pytest.fixture
@@ -136,19 +85,13 @@ def start_worker(tmp_path: Path, broker: str, ledger_path: Path
     def start(*args: str, url: str | None = None) -> WorkerProcess:
         env = {**os.environ, "STALWART_BROKER": url or broker, "WORKER_LEDGER": str(ledger_path),
                "PYTHONPATH": str(ROOT)}
-        w = WorkerProcess(env, list(args), tmp_path / f"worker{len(started)}.log")
+        w = WorkerProcess(APP_SPEC, list(args), env, tmp_path / f"worker{len(started)}.log", ROOT)
         started.append(w)
         return w
 
     yield start
     for w in started:
-        if w.proc.poll() is None:
-            try:
-                os.killpg(w.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            w.proc.wait()
-        w.close()
+        w.reap()
 
 
 def all_final(app: App, ids: list[str]) -> bool:

@@ -15,8 +15,9 @@ from tests.worker.apps import tasks
 
 from stalwart import App, State
 from stalwart.testing.services import SHARED_KINDS, available_kinds, isolated_url
+from stalwart.testing.workers import wait_until
 
-from .conftest import all_final, wait_until
+from .conftest import all_final
 
 pytestmark = pytest.mark.faults
 

@@ -12,7 +12,9 @@ import urllib.request
 
 import pytest
 
-from .conftest import APP_SPEC, ROOT, wait_until
+from stalwart.testing.workers import wait_until
+
+from .conftest import APP_SPEC, ROOT
 
 pytestmark = pytest.mark.faults
 

@@ -9,8 +9,9 @@ import pytest
 from tests.worker.apps.tasks import chatty, coro, coro_soft, hard, work
 
 from stalwart import State, TaskError
+from stalwart.testing.workers import wait_until
 
-from .conftest import all_final, wait_until
+from .conftest import all_final
 
 pytestmark = pytest.mark.faults
 

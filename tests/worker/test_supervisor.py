@@ -21,9 +21,8 @@ from tests.worker.apps import tasks
 from stalwart import App, State
 from stalwart.errors import BackendError
 from stalwart.testing.model import ModelBackend
+from stalwart.testing.workers import wait_until
 from stalwart.worker import Supervisor
-
-from .conftest import wait_until
 
 
 @pytest.fixture

@@ -16,8 +16,9 @@ import pytest
 from tests.worker.apps.tasks import hard, poison, soft, suicidal_once, work
 
 from stalwart import State, TaskError
+from stalwart.testing.workers import wait_until
 
-from .conftest import all_final, wait_until
+from .conftest import all_final
 
 pytestmark = pytest.mark.faults
 

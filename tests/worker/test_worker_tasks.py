@@ -9,8 +9,9 @@ import pytest
 from stalwart import State, TaskError
 from stalwart.backends.base import NewMessage
 from stalwart.ids import new_id
+from stalwart.testing.workers import wait_until
 
-from .conftest import all_final, wait_until
+from .conftest import all_final
 
 pytestmark = pytest.mark.faults
 
