@@ -85,6 +85,17 @@ local function end_attempt(id, outcome, err)
 end
 
 -- The job a message belongs to, or false.
+-- The dead messages a requeue or purge names: ARGV[3] is 'ids' (the ids follow) or 'all'
+-- (ARGV[4] is how many of the oldest dead to take in this call).
+local function dead_ids()
+  if ARGV[3] == 'all' then
+    return redis.call('ZRANGE', key('s:dead'), 0, tonumber(ARGV[4]) - 1)
+  end
+  local ids = {}
+  for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
+  return ids
+end
+
 local function job_of(h)
   return redis.call('HGET', h, 'job')
 end

@@ -4,13 +4,7 @@
 -- client has dropped it from the store-wide indexes (another slot, see unindex.lua), so a
 -- lost reply leaves the cleanup to the next purge. Returns the purged count, then up to
 -- 1000 pending tombstones.
-local ids
-if ARGV[3] == 'all' then
-  ids = redis.call('ZRANGE', key('s:dead'), 0, tonumber(ARGV[4]) - 1)
-else
-  ids = {}
-  for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
-end
+local ids = dead_ids()
 local n = 0
 for _, id in ipairs(ids) do
   local h = mkey(id)

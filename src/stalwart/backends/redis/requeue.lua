@@ -1,13 +1,7 @@
 -- Dead messages back to 'queued' with a full budget (retries and deliveries 0); the dead
 -- counters lose one each. ARGV[3] is 'ids' (then the ids follow) or 'all' (then ARGV[4] is
 -- how many of the oldest dead to take in this call). Returns how many were requeued.
-local ids
-if ARGV[3] == 'all' then
-  ids = redis.call('ZRANGE', key('s:dead'), 0, tonumber(ARGV[4]) - 1)
-else
-  ids = {}
-  for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
-end
+local ids = dead_ids()
 local n = 0
 for _, id in ipairs(ids) do
   local h = mkey(id)
