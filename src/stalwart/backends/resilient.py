@@ -54,6 +54,7 @@ class Resilient:
             return attr
         wrapped = functools.partial(self.call, name, attr)
         functools.update_wrapper(wrapped, attr)
+        setattr(self, name, wrapped)  # built once: later calls skip __getattr__ on the hot path
         return wrapped
 
     def call(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
