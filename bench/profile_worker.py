@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--tasks", type=int, default=40_000)
     p.add_argument("--top", type=int, default=15)
+    p.add_argument("--gil", action="store_true",
+                   help="sample only threads holding the GIL: CPU spent in Python, not waits")
     a = p.parse_args(argv)
     python = VENVS["main"].ensure()
     if Path(sys.prefix).resolve() != VENVS["main"].path.resolve():
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run([str(python.parent / "py-spy"), "record", "--pid", str(group.pgid),
                             "--subprocesses", "--format", "raw", "--rate", "200",
                             "--duration", str(int(a.seconds)), "--nonblocking",
-                            "--output", str(out)], check=True, capture_output=True)
+                            *(["--gil"] if a.gil else []), "--output", str(out)],
+                           check=True, capture_output=True)
             done = int(r.get(base.keys(ns)["count"]) or 0)
         finally:
             group.stop()

@@ -189,6 +189,37 @@ def test_thousand_tasks_with_random_child_kills_lose_nothing(client, start_worke
         assert w.terminate() == 0
 
 
+def test_short_tasks_queued_in_a_killed_child_run_elsewhere_uncounted(
+        client, start_worker, ledger):
+    """Short tasks wait in a busy child's pipe; a kill must not lose or count the waiting ones."""
+    keys = [f"q{i}" for i in range(600)]
+    sent = client.send([work.s(k, 0.002) for k in keys])
+    worker = start_worker("-c", "2")
+    rng = random.Random(11)
+    kills = 0
+    deadline = time.monotonic() + 90
+    while not all_final(client, [h.id for h in sent]) and time.monotonic() < deadline:
+        time.sleep(rng.uniform(0.03, 0.08))
+        pids = children(worker.pid)
+        if pids:
+            try:
+                os.kill(rng.choice(pids), signal.SIGKILL)
+                kills += 1
+            except ProcessLookupError:
+                pass
+    book = ledger()
+    returned = worker.output().count("returned")
+    print(f"600 short tasks, {kills} child kills, {returned} queued jobs returned: "
+          f"lost={len(book.lost(keys))}")
+    assert kills >= 5 and returned >= 1  # jobs were waiting in pipes when children died
+    assert book.lost(keys) == []
+    assert {h.state() for h in sent} == {State.SUCCEEDED}
+    starts = book.count("start")
+    # A delivery is counted only for a run that began: the returned ones added none.
+    assert [h.info().deliveries for h in sent] == [starts[k] for k in keys]
+    assert worker.terminate() == 0
+
+
 def test_children_die_with_their_supervisor(client, start_worker, ledger):
     (h,) = client.send([work.s("orphan", 20)])
     worker = start_worker("-c", "1")

@@ -87,7 +87,21 @@ class Lost:
     detail: str
 
 
-Event = ProgressReport | Finished | Lost
+@dataclass(slots=True)
+class Started:
+    """A job that waited in a child's pipe behind another has begun to run."""
+
+    job_id: str
+
+
+@dataclass(slots=True)
+class Returned:
+    """A job that waited in a child's pipe never began: the child died first. Run it elsewhere."""
+
+    job_id: str
+
+
+Event = ProgressReport | Finished | Lost | Started | Returned
 
 
 def drain_events(events: queue.Queue[Event], timeout: float) -> tuple[list[Event], set[str]]:

@@ -47,7 +47,7 @@ from ..task import Task
 from .async_pool import AsyncPool
 from .execute import unknown_task
 from .heartbeat import Heartbeat
-from .jobs import Event, Finished, Job, Lost, ProgressReport, Verdict
+from .jobs import Event, Finished, Job, Lost, ProgressReport, Returned, Started, Verdict
 from .logging import EventLog
 from .outcomes import decide, exc_name
 from .process_pool import ProcessPool
@@ -58,6 +58,8 @@ POLL_SECONDS = 0.2  # longest the loop blocks, so signals and deadlines are seen
 MAX_IDLE_DELAY = 0.5  # longest pause between claims that found nothing
 SETTLE_BATCH = 500
 SETTLE_LINGER = 0.005  # seconds an outcome may wait for others to share its round trip
+SHORT_TASK_SECONDS = 0.01  # a task this quick on average may wait in a busy child's pipe
+DURATION_WEIGHT = 0.2  # weight of the newest run in a task's moving average duration
 
 
 class Pool(Protocol):
@@ -87,6 +89,7 @@ class Held:
     job: Job | None
     task: Task[Any, Any] | None
     received: float
+    dispatched: bool = False  # handed to the pool (running, or waiting in a child's pipe)
     started: float | None = None
     hard_at: float | None = None
     killed_for: str | None = None  # "time-limit" | "shutdown"
@@ -179,6 +182,7 @@ class Supervisor:
         self.claim_batch = max(1, (self.concurrency + self.prefetch) // 2)
         self.settled = 0
         self.loop_failures = 0
+        self.durations: dict[str, float] = {}  # task name -> moving average run time
 
     # -- control ------------------------------------------------------------------------
 
@@ -335,15 +339,34 @@ class Supervisor:
         return "", None
 
     def _dispatch(self) -> None:
-        while self.pending and not self.stopping and self.pool.free_slots() > 0:
-            entry = self.pending.popleft()
+        """Idle runners first; then short jobs queue behind short ones in busy children."""
+        queue_behind = getattr(self.pool, "queue_behind", None)
+        while self.pending and not self.stopping:
+            entry = self.pending[0]
             if entry.lost or entry.job is None:
+                self.pending.popleft()
                 continue
-            entry.started = time.monotonic()
-            if entry.job.time_limit:
-                entry.hard_at = entry.started + entry.job.time_limit
-            self.pool.submit(entry.job)
-            self._note(logging.DEBUG, "started", entry)
+            if self.pool.free_slots() > 0:
+                self.pool.submit(entry.job)
+                self._started(entry)
+            elif queue_behind is not None and self._short(entry.job.task) \
+                    and queue_behind(entry.job, self._short):
+                entry.dispatched = True
+            else:
+                return
+            self.pending.popleft()
+
+    def _short(self, task: str) -> bool:
+        """Whether ``task`` has run, on average, quickly enough to wait behind another."""
+        seconds = self.durations.get(task)
+        return seconds is not None and seconds < SHORT_TASK_SECONDS
+
+    def _started(self, entry: Held) -> None:
+        entry.dispatched = True
+        entry.started = time.monotonic()
+        if entry.job is not None and entry.job.time_limit:
+            entry.hard_at = entry.started + entry.job.time_limit
+        self._note(logging.DEBUG, "started", entry)
 
     def _wait(self) -> list[Event]:
         now = time.monotonic()
@@ -371,12 +394,25 @@ class Supervisor:
 
     def _on_event(self, event: Event) -> None:
         entry = self.held.get(event.job_id)
-        if entry is None or entry.settling or entry.started is None:
+        if entry is None or entry.settling:
             return  # a late word about a delivery already settled or given up
+        if isinstance(event, Started):
+            if entry.started is None:
+                self._started(entry)
+            return
+        if isinstance(event, Returned):
+            self._returned(entry)
+            return
+        if entry.started is None:
+            return
         if isinstance(event, ProgressReport):
             entry.progress = (event.done, event.total, event.note)
             return
         if isinstance(event, Finished):
+            task, took = entry.delivery.task, event.verdict.duration
+            mean = self.durations.get(task)
+            self.durations[task] = took if mean is None else \
+                mean + DURATION_WEIGHT * (took - mean)
             outcome = self._outcome(entry, event.verdict)
         else:
             outcome = self._lost_outcome(entry, event)
@@ -387,6 +423,21 @@ class Supervisor:
                 self.held.pop(entry.lease.message_id, None)
             return
         self._queue(outcome, entry)
+
+    def _returned(self, entry: Held) -> None:
+        """A job that never began in its child (the child died): run it again, uncounted."""
+        if entry.started is not None:
+            return
+        entry.dispatched = False
+        self._note(logging.INFO, "returned", entry,
+                   detail="its child died before it began; it runs elsewhere, uncounted")
+        if entry.lost:
+            with self._lock:
+                self.held.pop(entry.lease.message_id, None)
+        elif self.stopping:
+            self._queue(Release(entry.lease, False), entry)
+        else:
+            self.pending.appendleft(entry)
 
     def _give_back(self, job_id: str, exc: Exception) -> None:
         entry = self.held.get(job_id)
@@ -526,7 +577,7 @@ class Supervisor:
             entry.lost = True
             self._note(logging.WARNING, "lease lost", entry,
                        running=entry.started is not None)
-            if entry.started is None:
+            if not entry.dispatched:  # still ours to drop; a dispatched one runs anyway
                 with self._lock:
                     self.held.pop(lease.message_id, None)
                 try:
