@@ -211,12 +211,15 @@ def test_short_tasks_queued_in_a_killed_child_run_elsewhere_uncounted(
     returned = worker.output().count("returned")
     print(f"600 short tasks, {kills} child kills, {returned} queued jobs returned: "
           f"lost={len(book.lost(keys))}")
-    assert kills >= 5 and returned >= 1  # jobs were waiting in pipes when children died
+    # Each kill took one or more jobs waiting behind the one it interrupted.
+    assert kills >= 5 and returned > kills
     assert book.lost(keys) == []
     assert {h.state() for h in sent} == {State.SUCCEEDED}
     starts = book.count("start")
-    # A delivery is counted only for a run that began: the returned ones added none.
-    assert [h.info().deliveries for h in sent] == [starts[k] for k in keys]
+    extra = [h.info().deliveries - starts[k] for h, k in zip(sent, keys, strict=True)]
+    # A kill counts the delivery it interrupted, even one killed before its first line ran;
+    # the returned jobs add none. Counted, they would exceed the kills.
+    assert min(extra) >= 0 and sum(extra) <= kills
     assert worker.terminate() == 0
 
 

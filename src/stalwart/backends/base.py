@@ -360,6 +360,17 @@ class Backend(Protocol):
         """Block up to ``timeout`` seconds until work may be ready; True if woken early."""
         ...
 
+    def wait_and_claim(
+        self, queues: Sequence[str], timeout: float, limit: int, lease_seconds: float,
+        worker_id: str,
+    ) -> list[Delivery]:
+        """``wait()``, then ``claim()`` whether woken or not: an idle worker's one call.
+
+        A backend that can run the claim the moment the wait ends (no round trip between
+        them) does; the lease it grants is never shorter than ``lease_seconds``.
+        """
+        ...
+
     # -- inspection -------------------------------------------------------------------
 
     def message(self, message_id: str) -> MessageInfo | None:
@@ -427,6 +438,18 @@ class BackendBase:
 
     def release(self, lease: Lease, started: bool = False, error: ErrorInfo | None = None) -> bool:
         return self.settle([Release(lease, started, error)])[0]
+
+    def wait_and_claim(
+        self, queues: Sequence[str], timeout: float, limit: int, lease_seconds: float,
+        worker_id: str,
+    ) -> list[Delivery]:
+        """Claim; if nothing was ready, wait and claim again. One round trip is better: override."""
+        claim = self.claim  # type: ignore[attr-defined]
+        got: list[Delivery] = claim(queues, limit, lease_seconds, worker_id)
+        if got:
+            return got
+        self.wait(queues, timeout)  # type: ignore[attr-defined]
+        return claim(queues, limit, lease_seconds, worker_id)  # type: ignore[no-any-return]
 
     def __enter__(self):  # type: ignore[no-untyped-def]
         return self

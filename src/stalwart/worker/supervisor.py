@@ -293,6 +293,10 @@ class Supervisor:
             return
         deliveries = self.backend.claim(self.queues, want, self.lease_seconds, self.worker_id)
         self._round_trip()
+        self._claimed(deliveries, now)
+
+    def _claimed(self, deliveries: list[Delivery], now: float) -> None:
+        """Take what a claim returned; back off while claims keep coming back empty."""
         if deliveries:
             self.idle_delay, self.next_claim_at = 0.0, 0.0
         else:
@@ -381,10 +385,12 @@ class Supervisor:
             # Nothing to watch in the pool: block on the backend instead (woken by new work).
             if self.next_claim_at > now:
                 timeout = min(timeout, self.next_claim_at - now)
-            woke = self.backend.wait(self.queues, max(0.01, timeout))
+            # The claim rides behind the wait (on Redis in the same round trip).
+            deliveries = self.backend.wait_and_claim(
+                self.queues, max(0.01, timeout), self.concurrency + self.prefetch,
+                self.lease_seconds, self.worker_id)
             self._round_trip()
-            if woke:
-                self.next_claim_at = 0.0
+            self._claimed(deliveries, time.monotonic())
             return []
         if self.next_claim_at > now and self.pool.free_slots() > 0 and not self.stopping:
             timeout = min(timeout, self.next_claim_at - now)

@@ -12,6 +12,8 @@ from dataclasses import asdict, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from redis.exceptions import NoScriptError
+
 import redis
 
 from ...errors import ConfigurationError
@@ -217,20 +219,24 @@ class RedisBackend(BackendBase):
                 for i in range(0, len(flat), 2)
             )
             shares = dict(Counter(q for _, _, q in candidates[:limit]))
-        calls = [
-            self._call("claim", q, nowt, str(n), t(expires), worker_id,
-                       secrets.token_hex(12), "." + q)
-            for q, n in shares.items()
-        ]
+        calls = [self._claim_call(q, n, nowt, expires, worker_id) for q, n in shares.items()]
         out = []
         for q, reply in zip(shares, self._run(calls), strict=True):
-            for mid, task, body, prio, n, retries, maxd, job, token in reply:
-                out.append(Delivery(
-                    Lease(mid.decode(), token.decode()), task.decode(), q, body, int(prio),
-                    int(n), int(retries), int(maxd), job.decode() or None, expires,
-                ))
+            out += self._deliveries(q, reply, expires)
         out.sort(key=lambda d: (-d.priority, d.lease.message_id))
         return out
+
+    def _claim_call(self, queue: str, n: int, nowt: str, expires: float, worker_id: str) -> Call:
+        return self._call("claim", queue, nowt, str(n), t(expires), worker_id,
+                          secrets.token_hex(12), "." + queue)
+
+    @staticmethod
+    def _deliveries(queue: str, reply: list[Any], expires: float) -> list[Delivery]:
+        return [
+            Delivery(Lease(mid.decode(), token.decode()), task.decode(), queue, body, int(prio),
+                     int(n), int(retries), int(maxd), job.decode() or None, expires)
+            for mid, task, body, prio, n, retries, maxd, job, token in reply
+        ]
 
     def extend(self, leases: Sequence[Lease], lease_seconds: float) -> list[Lease]:
         now, nowt = self._now()
@@ -365,6 +371,42 @@ class RedisBackend(BackendBase):
             size = (lambda r: r) if script == "requeue" else (lambda r: r[0])
             pending = [q for q, r in zip(pending, replies, strict=True) if size(r) >= _BATCH]
         return out
+
+    def wait_and_claim(
+        self, queues: Sequence[str], timeout: float, limit: int, lease_seconds: float,
+        worker_id: str,
+    ) -> list[Delivery]:
+        """``wait()`` then ``claim()``, the claim sent behind the blocking pop in one pipeline.
+
+        The server runs the claim the moment the pop returns, so a worker woken by an enqueue
+        has its deliveries without another round trip. The claim's clock is read when it is
+        sent; its lease runs from the end of the longest possible block, so it is never
+        shorter than ``lease_seconds``. Several queues take the two-step path.
+        """
+        names = list(dict.fromkeys(queues))
+        if len(names) != 1 or limit <= 0:
+            self.wait(names, timeout)
+            return self.claim(names, limit, lease_seconds, worker_id)
+        (queue,) = names
+        base = self._base(queue)
+        [head] = self._r.zrange(base + ":sched", 0, 0, withscores=True) or [None]
+        block = min(max(timeout, 0.0), self.wait_block_seconds)
+        if head is not None:
+            block = min(block, head[1] - self.clock())
+        now, nowt = self._now()
+        expires = now + max(block, 0.0) + lease_seconds
+        call = self._claim_call(queue, limit, nowt, expires, worker_id)
+        pipe = self._rb.pipeline(transaction=False)
+        if block > 0:
+            pipe.blpop([base + ":wake"], timeout=max(block, 0.01))
+        _SCRIPTS.queue(pipe, call)
+        replies = pipe.execute(raise_on_error=False)
+        if isinstance(replies[-1], NoScriptError):  # a restarted server: claim on its own
+            return self.claim(names, limit, lease_seconds, worker_id)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return self._deliveries(queue, replies[-1], expires)
 
     def wait(self, queues: Sequence[str], timeout: float) -> bool:
         """Block on the queues' wake lists, at most ``wait_block_seconds`` per call.

@@ -79,8 +79,12 @@ class Scripts:
                 raise r
         return results
 
+    def queue(self, pipe: Any, call: Call) -> None:
+        """Add ``call`` to a pipeline of the caller's (NOSCRIPT is then the caller's to handle)."""
+        pipe.evalsha(self.shas[call.script], 1, call.key, *call.args)
+
     def _send(self, client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
         pipe = client.pipeline(transaction=False)
         for c in calls:
-            pipe.evalsha(self.shas[c.script], 1, c.key, *c.args)
+            self.queue(pipe, c)
         return list(pipe.execute(raise_on_error=False))
