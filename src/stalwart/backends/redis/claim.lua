@@ -13,6 +13,7 @@ for _, id in ipairs(due) do
 end
 wake('r', #due)  -- they left the eta index that waiters watch: wake one to claim them
 local out = {}
+begin_batch()
 if limit > 0 then
   local ids = redis.call('ZRANGE', key('ready'), 0, limit - 1)
   for i, id in ipairs(ids) do
@@ -23,14 +24,15 @@ if limit > 0 then
       local token = ARGV[6] .. i .. ARGV[7]
       local n = redis.call('HINCRBY', h, 'deliveries', 1)
       redis.call('HSET', h, 'token', token)
-      move(id, h, f[7], f[1], 'running', expires)
+      move(id, h, f[7], f[1], 'running', expires)  -- its index writes are batched
       begin_attempt(id, n, worker)
       out[#out + 1] = {id, f[2], f[3], f[4], tostring(n), f[5], f[6], f[7] or '', token}
     else
-      redis.call('ZREM', key('ready'), id)  -- a stale entry; the hash says where it belongs
+      zrem(key('ready'), id)  -- a stale entry; the hash says where it belongs
     end
   end
 end
+flush_batch()
 if redis.call('ZCARD', key('ready')) == 0 then
   redis.call('LREM', key('wake'), 0, 'r')
 end

@@ -22,6 +22,53 @@ local function wake(kind, n)
   redis.call('LTRIM', key('wake'), 0, 15)
 end
 
+-- Index and counter writes. Immediate, unless the script gathered them with begin_batch():
+-- then flush_batch() sends one ZREM, ZADD and HINCRBY per key and field instead of one per
+-- message (claim and settle move many messages per call). Within a batch a key's removals
+-- go before its additions, so a batch may not add a member it then removes again.
+local batch = nil
+
+local function begin_batch() batch = {rem = {}, add = {}, incr = {}} end
+
+local function zrem(k, id)
+  if not batch then return redis.call('ZREM', k, id) end
+  local t = batch.rem[k]
+  if not t then t = {}; batch.rem[k] = t end
+  t[#t + 1] = id
+end
+
+local function zadd(k, score, id)
+  if not batch then return redis.call('ZADD', k, score, id) end
+  local t = batch.add[k]
+  if not t then t = {}; batch.add[k] = t end
+  t[#t + 1] = score
+  t[#t + 1] = id
+end
+
+local function hincr(k, field, n)
+  if not batch then return redis.call('HINCRBY', k, field, n) end
+  local t = batch.incr[k]
+  if not t then t = {}; batch.incr[k] = t end
+  t[field] = (t[field] or 0) + n
+end
+
+local function flush_batch()
+  if not batch then return end
+  local b = batch
+  batch = nil
+  for k, ids in pairs(b.rem) do
+    for i = 1, #ids, 1000 do redis.call('ZREM', k, unpack(ids, i, math.min(i + 999, #ids))) end
+  end
+  for k, args in pairs(b.add) do
+    for i = 1, #args, 1000 do redis.call('ZADD', k, unpack(args, i, math.min(i + 999, #args))) end
+  end
+  for k, fields in pairs(b.incr) do
+    for field, n in pairs(fields) do
+      if n ~= 0 then redis.call('HINCRBY', k, field, n) end
+    end
+  end
+end
+
 -- The one state transition: message `id` (hash `h`, member of job `job` or false) goes from
 -- `from` (false when new) to `to`. Keeps the per-state index, the claim indexes (ready by
 -- priority, scheduled by eta, running by lease expiry) and the queue and job counters in
@@ -30,38 +77,43 @@ local function move(id, h, job, from, to, score)
   local stats = key('stats')
   local jk = job and key('j:' .. job)
   if from then
-    redis.call('ZREM', key('s:' .. from), id)
-    if from == 'queued' or from == 'scheduled' then
-      redis.call('ZREM', key('ready'), id)
-      redis.call('ZREM', key('sched'), id)
+    zrem(key('s:' .. from), id)
+    if from == 'queued' then
+      zrem(key('ready'), id)  -- a queued message is never in the eta index
+    elseif from == 'scheduled' then
+      zrem(key('ready'), id)  -- its eta passed and a claim moved it to ready
+      zrem(key('sched'), id)
     elseif from == 'running' then
-      redis.call('ZREM', key('running'), id)
+      zrem(key('running'), id)
       redis.call('HDEL', h, 'expires')
       if job then redis.call('SREM', key('jp:' .. job), id) end
     end
-    if from == 'dead' then redis.call('ZREM', key('dead_t'), id) end
-    redis.call('HINCRBY', stats, from, -1)
-    if jk then redis.call('HINCRBY', jk, from, -1) end
+    if from == 'dead' then zrem(key('dead_t'), id) end
+    hincr(stats, from, -1)
+    if jk then hincr(jk, from, -1) end
   else
-    redis.call('HINCRBY', stats, 'accepted', 1)
-    if jk then redis.call('HINCRBY', jk, 'accepted', 1) end
+    hincr(stats, 'accepted', 1)
+    if jk then hincr(jk, 'accepted', 1) end
   end
-  redis.call('ZADD', key('s:' .. to), 0, id)
-  redis.call('HINCRBY', stats, to, 1)
-  if jk then redis.call('HINCRBY', jk, to, 1) end
-  redis.call('HSET', h, 'state', to, 'updated_at', now)
+  zadd(key('s:' .. to), 0, id)
+  hincr(stats, to, 1)
+  if jk then hincr(jk, to, 1) end
+  if to == 'running' then
+    redis.call('HSET', h, 'state', to, 'updated_at', now, 'expires', score)
+  else
+    redis.call('HSET', h, 'state', to, 'updated_at', now)
+  end
   if to == 'dead' then
-    redis.call('ZADD', key('dead_t'), now, id)
+    zadd(key('dead_t'), now, id)
   elseif FINAL[to] then
-    redis.call('ZADD', key('done_t'), now, id)
+    zadd(key('done_t'), now, id)
   end
   if to == 'queued' then
-    redis.call('ZADD', key('ready'), ready_score(redis.call('HGET', h, 'priority')), id)
+    zadd(key('ready'), ready_score(redis.call('HGET', h, 'priority')), id)
   elseif to == 'scheduled' then
-    redis.call('ZADD', key('sched'), score, id)
+    zadd(key('sched'), score, id)
   elseif to == 'running' then
-    redis.call('ZADD', key('running'), score, id)
-    redis.call('HSET', h, 'expires', score)
+    zadd(key('running'), score, id)
     if job and redis.call('HEXISTS', h, 'progress') == 1 then
       redis.call('SADD', key('jp:' .. job), id)
     end

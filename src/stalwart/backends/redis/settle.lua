@@ -7,6 +7,7 @@
 -- Returns 1 (applied, or applied before with this token) or 0 (refused) per outcome.
 local out = {}
 local ready, scheduled = 0, 0
+begin_batch()  -- the index and counter writes of every outcome go out together at the end
 for i = 3, #ARGV, 6 do
   local kind, id, token, a, b, c = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
     ARGV[i + 4], ARGV[i + 5]
@@ -19,13 +20,11 @@ for i = 3, #ARGV, 6 do
   else
     local job = f[3]
     if kind == 'complete' then
-      if a == '1' then redis.call('HSET', h, 'result', b) else redis.call('HDEL', h, 'result') end
+      -- A running message has no result yet: only this (final) outcome writes one.
+      if a == '1' then redis.call('HSET', h, 'result', b) end
       if c ~= '' then
         redis.call('HSET', h, 'rexp', c)
-        redis.call('ZADD', key('rexp'), c, id)
-      else
-        redis.call('HDEL', h, 'rexp')
-        redis.call('ZREM', key('rexp'), id)
+        zadd(key('rexp'), c, id)
       end
       end_attempt(id, 'succeeded', false)
       move(id, h, job, 'running', 'succeeded')
@@ -62,11 +61,13 @@ for i = 3, #ARGV, 6 do
         end
       end
     else
+      flush_batch()  -- what came before it was applied; keep its indexes true
       return redis.error_reply('ERR unknown outcome kind ' .. kind)
     end
     out[#out + 1] = 1
   end
 end
+flush_batch()
 wake('r', ready)
 wake('s', scheduled)
 return out
