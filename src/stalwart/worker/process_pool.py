@@ -24,6 +24,7 @@ from multiprocessing.process import BaseProcess
 
 from ..app import App
 from .child import child_main
+from .frames import FramedEnd, FrameError
 from .jobs import Event, Finished, Job, Lost, Returned, Started, dump_job, load_event
 
 PIPELINE_DEPTH = 4  # jobs one child may hold: the one it runs and three waiting in its pipe
@@ -34,6 +35,7 @@ PIPELINE_MAX_BYTES = 16 * 1024  # a bigger job never waits in a pipe (keeps buff
 class _Child:
     process: BaseProcess
     conn: Connection
+    end: FramedEnd
     jobs: deque[tuple[str, str]] = field(default_factory=deque)  # (id, task); [0] runs
 
     @property
@@ -80,7 +82,7 @@ class ProcessPool:
         )
         proc.start()
         child_end.close()
-        child = _Child(proc, parent_end)
+        child = _Child(proc, parent_end, FramedEnd(parent_end.fileno()))
         self._selector.register(parent_end.fileno(), selectors.EVENT_READ, (child, True))
         self._selector.register(proc.sentinel, selectors.EVENT_READ, (child, False))
         return child
@@ -124,14 +126,21 @@ class ProcessPool:
 
     def _send(self, child: _Child, job: Job, data: bytes) -> None:
         child.jobs.append((job.id, job.task))
-        try:
-            child.conn.send_bytes(data)
-        except OSError:
-            pass  # the child is dying; its sentinel reports the job lost
+        child.end.put(data)
+
+    def flush(self) -> None:
+        """Send the jobs given since the last flush: one write per child."""
+        for child in self.children:
+            if child.end.outbox:
+                try:
+                    child.end.flush()
+                except OSError:
+                    child.end.outbox.clear()  # the child is dying; its sentinel reports its jobs
 
     def wait(self, timeout: float) -> list[Event]:
         if not self.children:
             return []
+        self.flush()
         events: list[Event] = []
         dead: list[_Child] = []
         for key, _ in self._selector.select(timeout):
@@ -158,18 +167,19 @@ class ProcessPool:
         return events
 
     def _drain(self, child: _Child, events: list[Event]) -> bool:
-        """Read whatever the child sent; False once its pipe is closed."""
+        """Read whatever the child sent; False once its pipe is closed (or broken)."""
         try:
-            while child.conn.poll():
-                event = load_event(child.conn.recv_bytes())
-                events.append(event)
-                if isinstance(event, Finished) and event.job_id == child.job_id:
-                    child.jobs.popleft()
-                    if child.jobs:
-                        events.append(Started(child.jobs[0][0]))
-        except (EOFError, OSError):
+            frames, open_ = child.end.read()
+        except FrameError:
             return False
-        return True
+        for frame in frames:
+            event = load_event(frame)
+            events.append(event)
+            if isinstance(event, Finished) and event.job_id == child.job_id:
+                child.jobs.popleft()
+                if child.jobs:
+                    events.append(Started(child.jobs[0][0]))
+        return open_
 
     def kill(self, job_id: str) -> None:
         """SIGKILL the child running ``job_id``; ``wait`` then reports it Lost."""

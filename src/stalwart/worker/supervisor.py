@@ -357,8 +357,11 @@ class Supervisor:
                     and queue_behind(entry.job, self._short):
                 entry.dispatched = True
             else:
-                return
+                break
             self.pending.popleft()
+        flush = getattr(self.pool, "flush", None)
+        if flush is not None:
+            flush()  # the jobs for one child leave together
 
     def _short(self, task: str) -> bool:
         """Whether ``task`` has run, on average, quickly enough to wait behind another."""
