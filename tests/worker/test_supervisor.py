@@ -62,9 +62,9 @@ class HangingBackend:
             raise BackendError("connection closed while a call was in flight")
         return self.inner.claim(*args, **kwargs)
 
-    def wait_and_claim(self, queues: Any, timeout: float, *claim_args: Any) -> Any:
-        self.inner.wait(queues, timeout)
-        return self.claim(queues, *claim_args)  # an idle worker's claim goes the same way
+    def exchange(self, outcomes: Any, queues: Any, *claim_args: Any, wait: float = 0.0) -> Any:
+        applied = self.inner.settle(outcomes) if outcomes else []
+        return applied, self.claim(queues, *claim_args[:3])  # every claim goes the same way
 
     def close(self) -> None:
         self.closed.set()

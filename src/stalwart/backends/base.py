@@ -360,14 +360,16 @@ class Backend(Protocol):
         """Block up to ``timeout`` seconds until work may be ready; True if woken early."""
         ...
 
-    def wait_and_claim(
-        self, queues: Sequence[str], timeout: float, limit: int, lease_seconds: float,
-        worker_id: str,
-    ) -> list[Delivery]:
-        """``wait()``, then ``claim()`` whether woken or not: an idle worker's one call.
+    def exchange(
+        self, outcomes: Sequence[Outcome], queues: Sequence[str], limit: int,
+        lease_seconds: float, worker_id: str, wait: float = 0.0,
+    ) -> tuple[list[bool], list[Delivery]]:
+        """A worker's turn: ``settle(outcomes)``, then ``claim()``; when that finds nothing
+        and ``wait`` > 0, ``wait()`` up to that long and claim again.
 
-        A backend that can run the claim the moment the wait ends (no round trip between
-        them) does; the lease it grants is never shorter than ``lease_seconds``.
+        Returns what ``settle`` and the last ``claim`` returned. A backend that can do the
+        whole turn in one round trip does (the claim then runs the moment the wait ends);
+        the lease it grants is never shorter than ``lease_seconds``.
         """
         ...
 
@@ -439,17 +441,18 @@ class BackendBase:
     def release(self, lease: Lease, started: bool = False, error: ErrorInfo | None = None) -> bool:
         return self.settle([Release(lease, started, error)])[0]
 
-    def wait_and_claim(
-        self, queues: Sequence[str], timeout: float, limit: int, lease_seconds: float,
-        worker_id: str,
-    ) -> list[Delivery]:
-        """Claim; if nothing was ready, wait and claim again. One round trip is better: override."""
+    def exchange(
+        self, outcomes: Sequence[Outcome], queues: Sequence[str], limit: int,
+        lease_seconds: float, worker_id: str, wait: float = 0.0,
+    ) -> tuple[list[bool], list[Delivery]]:
+        """Step by step; a backend that can do it in one round trip overrides this."""
+        applied = self.settle(outcomes) if outcomes else []
         claim = self.claim  # type: ignore[attr-defined]
         got: list[Delivery] = claim(queues, limit, lease_seconds, worker_id)
-        if got:
-            return got
-        self.wait(queues, timeout)  # type: ignore[attr-defined]
-        return claim(queues, limit, lease_seconds, worker_id)  # type: ignore[no-any-return]
+        if got or wait <= 0:
+            return applied, got
+        self.wait(queues, wait)  # type: ignore[attr-defined]
+        return applied, claim(queues, limit, lease_seconds, worker_id)
 
     def __enter__(self):  # type: ignore[no-untyped-def]
         return self

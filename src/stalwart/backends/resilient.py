@@ -25,7 +25,7 @@ log = logging.getLogger("stalwart.backend")
 # Operations that take a lock-free, short path and are retried; anything else passes through.
 RETRIED = frozenset({
     "enqueue", "claim", "extend", "settle", "complete", "retry", "fail", "release", "progress",
-    "recover_expired", "cancel", "wait", "wait_and_claim", "message", "messages", "requeue_dead",
+    "recover_expired", "cancel", "wait", "exchange", "message", "messages", "requeue_dead",
     "purge_dead", "queue_stats", "job", "jobs", "register_worker", "unregister_worker", "workers",
 })
 

@@ -266,7 +266,7 @@ class Supervisor:
                 self._give_back(event.job_id, exc)
         self._dispatch()  # free slots get their next job before any round trip
         self._flush()
-        if not self.stopping:
+        if not self.stopping and not self._idle():  # an idle worker claims in its wait
             self._maybe_claim(time.monotonic())
             self._dispatch()
         self._flush_progress()
@@ -291,8 +291,11 @@ class Supervisor:
             return
         if in_hand > 0 and want < self.claim_batch:
             return
-        deliveries = self.backend.claim(self.queues, want, self.lease_seconds, self.worker_id)
+        batch = self.outbox[:SETTLE_BATCH]  # what is done rides along with the claim
+        applied, deliveries = self.backend.exchange(
+            [o for o, _ in batch], self.queues, want, self.lease_seconds, self.worker_id)
         self._round_trip()
+        self._settled(batch, applied)
         self._claimed(deliveries, now)
 
     def _claimed(self, deliveries: list[Delivery], now: float) -> None:
@@ -375,29 +378,38 @@ class Supervisor:
             entry.hard_at = entry.started + entry.job.time_limit
         self._note(logging.DEBUG, "started", entry)
 
+    def _idle(self) -> bool:
+        return self.pool.running() == 0 and not self.pending and not self.stopping
+
     def _wait(self) -> list[Event]:
         now = time.monotonic()
+        if self._idle():
+            return self._idle_turn(now)
         timeout = POLL_SECONDS
         if self.outbox:
             timeout = max(0.0, self.outbox_since + SETTLE_LINGER - now)
         for entry in self.held.values():
             if entry.hard_at is not None and entry.killed_for is None:
                 timeout = min(timeout, max(0.0, entry.hard_at - now))
-        idle = self.pool.running() == 0 and not self.pending and not self.stopping
-        if idle and timeout > 0:
-            # Nothing to watch in the pool: block on the backend instead (woken by new work).
-            if self.next_claim_at > now:
-                timeout = min(timeout, self.next_claim_at - now)
-            # The claim rides behind the wait (on Redis in the same round trip).
-            deliveries = self.backend.wait_and_claim(
-                self.queues, max(0.01, timeout), self.concurrency + self.prefetch,
-                self.lease_seconds, self.worker_id)
-            self._round_trip()
-            self._claimed(deliveries, time.monotonic())
-            return []
         if self.next_claim_at > now and self.pool.free_slots() > 0 and not self.stopping:
             timeout = min(timeout, self.next_claim_at - now)
         return self.pool.wait(max(0.0, timeout))
+
+    def _idle_turn(self, now: float) -> list[Event]:
+        """Nothing runs: settle what is done, wait for work and claim it, in one call.
+
+        On Redis that is one round trip, and the claim runs the moment an enqueue wakes it.
+        The wait is skipped while the last claim found work (there may be more).
+        """
+        wait = min(POLL_SECONDS, self.next_claim_at - now) if self.next_claim_at > now else 0.0
+        batch = self.outbox[:SETTLE_BATCH]
+        applied, deliveries = self.backend.exchange(
+            [o for o, _ in batch], self.queues, self.concurrency + self.prefetch,
+            self.lease_seconds, self.worker_id, wait)
+        self._round_trip()
+        self._settled(batch, applied)
+        self._claimed(deliveries, time.monotonic())
+        return []
 
     # -- outcomes -----------------------------------------------------------------------------
 
@@ -491,15 +503,20 @@ class Supervisor:
 
     def _flush(self) -> None:
         """Settle what the outbox holds, once it is full, old enough, or nothing else is due."""
-        if not self.outbox:
-            return
-        quiet = self.pool.running() == 0 and not self.pending
+        if not self.outbox or self._idle():
+            return  # an idle worker settles in its next turn, with its wait and claim
         due = time.monotonic() - self.outbox_since >= SETTLE_LINGER
-        if not (due or quiet or self.stopping or len(self.outbox) >= SETTLE_BATCH):
+        if not (due or self.stopping or len(self.outbox) >= SETTLE_BATCH):
             return
         batch = self.outbox[:SETTLE_BATCH]
         applied = self.backend.settle([o for o, _ in batch])
         self._round_trip()
+        self._settled(batch, applied)
+
+    def _settled(self, batch: list[tuple[Outcome, Held]], applied: list[bool]) -> None:
+        """Forget what a settle call answered for (the first ``len(batch)`` of the outbox)."""
+        if not batch:
+            return
         del self.outbox[: len(batch)]
         self.outbox_since = time.monotonic()
         with self._lock:

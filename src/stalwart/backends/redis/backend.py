@@ -12,8 +12,6 @@ from dataclasses import asdict, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from redis.exceptions import NoScriptError
-
 import redis
 
 from ...errors import ConfigurationError
@@ -258,7 +256,12 @@ class RedisBackend(BackendBase):
 
     def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:
         now, nowt = self._now()
-        applied = [False] * len(outcomes)
+        calls, order = self._settle_calls(outcomes, now, nowt)
+        return _applied(len(outcomes), order, self._run(calls))
+
+    def _settle_calls(self, outcomes: Sequence[Outcome], now: float, nowt: str
+                      ) -> tuple[list[Call], list[list[int]]]:
+        """One settle call per queue, and which outcomes each carries."""
         groups = _by_queue(range(len(outcomes)), lambda i: self._queue_of(outcomes[i].lease))
         groups.pop(None, None)
         calls, order = [], []
@@ -268,10 +271,7 @@ class RedisBackend(BackendBase):
                 args += _outcome_args(outcomes[i], now)
             calls.append(self._call("settle", q, nowt, *args))
             order.append(idx)
-        for idx, reply in zip(order, self._run(calls), strict=True):
-            for i, ok in zip(idx, reply, strict=True):
-                applied[i] = bool(ok)
-        return applied
+        return calls, order
 
     def progress(self, lease: Lease, done: float, total: float | None, note: str | None) -> bool:
         queue = self._queue_of(lease)
@@ -372,41 +372,36 @@ class RedisBackend(BackendBase):
             pending = [q for q, r in zip(pending, replies, strict=True) if size(r) >= _BATCH]
         return out
 
-    def wait_and_claim(
-        self, queues: Sequence[str], timeout: float, limit: int, lease_seconds: float,
-        worker_id: str,
-    ) -> list[Delivery]:
-        """``wait()`` then ``claim()``, the claim sent behind the blocking pop in one pipeline.
+    def exchange(
+        self, outcomes: Sequence[Outcome], queues: Sequence[str], limit: int,
+        lease_seconds: float, worker_id: str, wait: float = 0.0,
+    ) -> tuple[list[bool], list[Delivery]]:
+        """Settle, wait (a blocking pop) and claim in one pipeline: one round trip.
 
         The server runs the claim the moment the pop returns, so a worker woken by an enqueue
-        has its deliveries without another round trip. The claim's clock is read when it is
-        sent; its lease runs from the end of the longest possible block, so it is never
-        shorter than ``lease_seconds``. Several queues take the two-step path.
+        has its deliveries without asking again. The claim's clock is read when it is sent;
+        its lease runs from the end of the longest possible block, so it is never shorter
+        than ``lease_seconds``. Several queues take the stepwise path.
         """
         names = list(dict.fromkeys(queues))
         if len(names) != 1 or limit <= 0:
-            self.wait(names, timeout)
-            return self.claim(names, limit, lease_seconds, worker_id)
+            return BackendBase.exchange(self, outcomes, names, limit, lease_seconds, worker_id,
+                                        wait)
         (queue,) = names
         base = self._base(queue)
-        [head] = self._r.zrange(base + ":sched", 0, 0, withscores=True) or [None]
-        block = min(max(timeout, 0.0), self.wait_block_seconds)
-        if head is not None:
-            block = min(block, head[1] - self.clock())
-        now, nowt = self._now()
-        expires = now + max(block, 0.0) + lease_seconds
-        call = self._claim_call(queue, limit, nowt, expires, worker_id)
-        pipe = self._rb.pipeline(transaction=False)
+        block = min(max(wait, 0.0), self.wait_block_seconds)
         if block > 0:
-            pipe.blpop([base + ":wake"], timeout=max(block, 0.01))
-        _SCRIPTS.queue(pipe, call)
-        replies = pipe.execute(raise_on_error=False)
-        if isinstance(replies[-1], NoScriptError):  # a restarted server: claim on its own
-            return self.claim(names, limit, lease_seconds, worker_id)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return self._deliveries(queue, replies[-1], expires)
+            [head] = self._r.zrange(base + ":sched", 0, 0, withscores=True) or [None]
+            if head is not None:  # wake for the earliest eta, not after it
+                block = min(block, head[1] - self.clock())
+        now, nowt = self._now()
+        settle_calls, order = self._settle_calls(outcomes, now, nowt)
+        expires = now + max(block, 0.0) + lease_seconds
+        calls = [*settle_calls, self._claim_call(queue, limit, nowt, expires, worker_id)]
+        pop = (base + ":wake", max(block, 0.01)) if block > 0 else None
+        replies = _SCRIPTS.run(self._rb if pop else self._r, calls, pop)
+        applied = _applied(len(outcomes), order, replies[:-1])
+        return applied, self._deliveries(queue, replies[-1], expires)
 
     def wait(self, queues: Sequence[str], timeout: float) -> bool:
         """Block on the queues' wake lists, at most ``wait_block_seconds`` per call.
@@ -623,6 +618,15 @@ def _by_queue(items: Iterable[Any], queue_of: Any) -> dict[Any, list[Any]]:
     for item in items:
         groups[queue_of(item)].append(item)
     return dict(groups)
+
+
+def _applied(n: int, order: Sequence[Sequence[int]], replies: Sequence[Any]) -> list[bool]:
+    """Each of ``n`` outcomes' answer from its queue's settle reply (False: unknown queue)."""
+    applied = [False] * n
+    for idx, reply in zip(order, replies, strict=True):
+        for i, ok in zip(idx, reply, strict=True):
+            applied[i] = bool(ok)
+    return applied
 
 
 def _outcome_args(o: Outcome, now: float) -> list[Any]:

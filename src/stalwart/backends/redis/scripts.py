@@ -59,19 +59,22 @@ class Scripts:
                 pipe.script_load(src)
             pipe.execute()
 
-    def run(self, client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
+    def run(self, client: redis.Redis, calls: Sequence[Call],
+            pop: tuple[str, float] | None = None) -> list[Any]:
         """Run ``calls`` in one pipeline and return their replies in order.
 
-        A call the server refused with NOSCRIPT never ran, so it is sent again once the
-        scripts are loaded; any other error is raised.
+        ``pop`` (key, seconds) puts a BLPOP on that key before the last call, so the server
+        runs that call the moment the pop returns (or times out). A call the server refused
+        with NOSCRIPT never ran, so it is sent again once the scripts are loaded; any other
+        error is raised.
         """
         if not calls:
             return []
-        results = self._send(client, calls)
+        results = self._send(client, calls, pop)
         missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
         if missing:
             self.load(client)
-            again = self._send(client, [calls[i] for i in missing])
+            again = self._send(client, [calls[i] for i in missing], None)
             for i, r in zip(missing, again, strict=True):
                 results[i] = r
         for r in results:
@@ -79,12 +82,16 @@ class Scripts:
                 raise r
         return results
 
-    def queue(self, pipe: Any, call: Call) -> None:
-        """Add ``call`` to a pipeline of the caller's (NOSCRIPT is then the caller's to handle)."""
-        pipe.evalsha(self.shas[call.script], 1, call.key, *call.args)
-
-    def _send(self, client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
+    def _send(self, client: redis.Redis, calls: Sequence[Call],
+              pop: tuple[str, float] | None) -> list[Any]:
         pipe = client.pipeline(transaction=False)
-        for c in calls:
-            self.queue(pipe, c)
-        return list(pipe.execute(raise_on_error=False))
+        for i, c in enumerate(calls):
+            if pop is not None and i == len(calls) - 1:
+                pipe.blpop([pop[0]], timeout=pop[1])
+            pipe.evalsha(self.shas[c.script], 1, c.key, *c.args)
+        replies = list(pipe.execute(raise_on_error=False))
+        if pop is not None:
+            popped = replies.pop(len(calls) - 1)
+            if isinstance(popped, Exception):
+                raise popped
+        return replies

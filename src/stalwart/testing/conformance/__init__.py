@@ -23,7 +23,7 @@ from .fencing import TestExtendAndProgress, TestFencing
 from .fixtures import FakeClock
 from .lifecycle import TestAttempts, TestBury, TestExpiry, TestRelease, TestReschedule
 from .processes import TestManyProcesses
-from .registry import TestWait, TestWaitAndClaim, TestWorkerRegistry
+from .registry import TestExchange, TestWait, TestWorkerRegistry
 from .results import TestResults
 from .surface import TestSurface
 from .threads import TestThreads
@@ -52,7 +52,7 @@ __all__ = [
     "TestSurface",
     "TestThreads",
     "TestWait",
-    "TestWaitAndClaim",
+    "TestExchange",
     "TestWorkerRegistry",
     "assert_conserved",
     "counts_problem",

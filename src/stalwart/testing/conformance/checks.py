@@ -11,7 +11,7 @@ from ...ids import new_id
 # Operations that change state: after each one, every queue and job must still add up.
 WRITES = frozenset({
     "enqueue", "claim", "extend", "settle", "complete", "retry", "fail", "release",
-    "progress", "recover_expired", "cancel", "requeue_dead", "purge_dead", "wait_and_claim",
+    "progress", "recover_expired", "cancel", "requeue_dead", "purge_dead", "exchange",
 })
 
 _FIELDS = ("accepted", "queued", "scheduled", "running", "succeeded", "dead", "cancelled")

@@ -1,4 +1,4 @@
-"""The worker registry, wait() and wait_and_claim(): a waiting worker wakes soon after work arrives."""
+"""The worker registry, wait() and exchange(): a waiting worker wakes soon after work arrives."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ...backends.base import Backend, WorkerInfo
+from ...backends.base import Backend, Complete, Lease, WorkerInfo
 from ...states import State
 from .checks import enqueue_one, new_message
 from .fixtures import FakeClock
@@ -88,8 +88,8 @@ class TestWait:
         assert time.monotonic() - started < 2.5
 
 
-class TestWaitAndClaim:
-    """``wait_and_claim``: an idle worker's wait ends with a claim."""
+class TestExchange:
+    """``exchange``: a worker's turn (settle, wait, claim) in one call."""
 
     def test_woken_by_an_enqueue_it_returns_the_delivery_leased(
         self, store: Backend, open_peer: Callable[..., Backend], clock: FakeClock
@@ -104,30 +104,40 @@ class TestWaitAndClaim:
         thread = threading.Thread(target=produce, daemon=True)
         thread.start()
         started = time.monotonic()
-        got = store.wait_and_claim(["default"], 5.0, 10, 30.0, "w")
+        applied, got = store.exchange([], ["default"], 10, 30.0, "w", wait=5.0)
         took = time.monotonic() - started
         thread.join(5)
-        assert [d.lease.message_id for d in got] == [m.id]
-        assert took < 2.0, f"wait_and_claim returned {took:.2f}s after it began, not when woken"
+        assert applied == [] and [d.lease.message_id for d in got] == [m.id]
+        assert took < 2.0, f"exchange returned {took:.2f}s after it began, not when woken"
         assert got[0].expires_at >= clock() + 30.0  # never a shorter lease than asked for
         info = store.message(m.id)
         assert info is not None and info.state == State.RUNNING
-        assert store.complete(got[0].lease) is True
 
-    def test_ready_work_is_claimed_at_once_up_to_the_limit(self, store: Backend) -> None:
+    def test_settles_fenced_then_claims_up_to_the_limit(self, store: Backend) -> None:
+        ids = [enqueue_one(store) for _ in range(4)]
+        first = store.claim(["default"], 2, 30.0, "w")
+        stale = Lease(first[1].lease.message_id, first[1].lease.token + "x")
+        applied, got = store.exchange([Complete(first[0].lease, None), Complete(stale, None)],
+                                      ["default"], 1, 30.0, "w", wait=5.0)
+        assert applied == [True, False]  # the fencing rule holds inside the turn
+        assert [d.lease.message_id for d in got] == ids[2:3]
+        states = [info.state if (info := store.message(i)) else None for i in ids[:2]]
+        assert states == [State.SUCCEEDED, State.RUNNING]
+
+    def test_ready_work_is_claimed_at_once(self, store: Backend) -> None:
         ids = [enqueue_one(store) for _ in range(3)]
         started = time.monotonic()
-        got = store.wait_and_claim(["default"], 5.0, 2, 30.0, "w")
+        _, got = store.exchange([], ["default"], 2, 30.0, "w", wait=5.0)
         assert [d.lease.message_id for d in got] == ids[:2]
         assert time.monotonic() - started < 2.0
 
     def test_nothing_comes_then_nothing_is_claimed(self, store: Backend) -> None:
         started = time.monotonic()
-        assert store.wait_and_claim(["default"], 0.3, 10, 30.0, "w") == []
+        assert store.exchange([], ["default"], 10, 30.0, "w", wait=0.3) == ([], [])
         assert time.monotonic() - started < 2.5
 
     def test_several_queues_claim_in_priority_order(self, store: Backend) -> None:
         low, high = new_message("a", priority=1), new_message("b", priority=7)
         store.enqueue([low, high])
-        got = store.wait_and_claim(["a", "b"], 1.0, 10, 30.0, "w")
+        _, got = store.exchange([], ["a", "b"], 10, 30.0, "w", wait=1.0)
         assert [d.lease.message_id for d in got] == [high.id, low.id]
