@@ -4,9 +4,9 @@ Every per-queue script gets ``lib.lua`` (the shared state-transition helpers) pr
 is called with one key in the queue's slot plus ``ARGV[1]`` = the queue's key base and
 ``ARGV[2]`` = the client's clock. Calls go out as one pipeline: one round trip per batch.
 
-A composed script gets ``lib.lua`` and then each of its parts, every part wrapped as a local
-function named after it that takes its own ``ARGV``: the composed script runs the parts' own
-code on arguments it builds.
+A composed script (``store.lua``: enqueue in one call) gets ``lib.lua`` and then each of its
+parts, every part wrapped as a local function named after it that takes its own ``ARGV``:
+the composed script runs the parts' own code on arguments it builds.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ PER_QUEUE = (
     "requeue", "purge",
 )
 STORE_WIDE = ("reserve", "register", "unindex")
-COMPOSED: dict[str, tuple[str, ...]] = {}  # script -> the scripts it runs as functions
+COMPOSED = {"store": ("reserve", "enqueue")}  # script -> the scripts it runs as functions
 
 
 def _source(name: str) -> str:
