@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis.connection import AbstractConnection
 from redis.crc import key_slot
 
 from stalwart.backends import open_backend
@@ -178,6 +179,34 @@ def test_a_lost_reply_is_safe_to_resend(backend: RedisBackend) -> None:
     assert info is not None and info.retries == 1
     [stats] = backend.queue_stats()
     assert stats.counts.accepted == 1 and stats.counts.scheduled == 1
+
+
+@pytest.mark.parametrize("queues", [["q"], ["a", "b", "a"]])
+def test_enqueue_is_one_round_trip_of_one_script_call(
+    backend: RedisBackend, monkeypatch: pytest.MonkeyPatch, queues: list[str]
+) -> None:
+    """Reservation and store go in one atomic call: no producer is ever between them."""
+    backend.enqueue([msg("warm")])  # the connection is open and the scripts loaded
+    sent: list[bytes] = []
+    send = AbstractConnection.send_packed_command
+
+    def record(conn: AbstractConnection, command: object, check_health: bool = True) -> None:
+        parts = command if isinstance(command, list) else [command]
+        sent.append(b"".join(bytes(p) for p in parts))
+        send(conn, command, check_health)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", record)
+    batch = [msg(q) for q in queues]
+    assert backend.enqueue(batch) == [m.id for m in batch]
+    monkeypatch.undo()
+    assert len(sent) == 1, "enqueue took more than one round trip"
+    assert sent[0].count(b"EVALSHA") == 1
+    assert Scripts().shas["store"].encode() in sent[0]
+    for m in batch:
+        info = backend.message(m.id)
+        assert info is not None and info.queue == m.queue and info.body == m.body
+    stats = {s.queue: s.counts.queued for s in backend.queue_stats()}
+    assert stats == {"warm": 1, **{q: queues.count(q) for q in queues}}
 
 
 def test_scripts_survive_a_server_that_lost_them(url: str, backend: RedisBackend) -> None:

@@ -7,6 +7,8 @@ content under it, in the reserved queue. Storing is idempotent by id, so whichev
 first is the message and the other does nothing. A producer that dies between the two steps, or
 gives up after the second kept failing, so loses nothing: the next enqueue stores the message.
 These tests stop after the first step by calling it alone, or interleave two producers' steps.
+``enqueue`` itself takes both steps in one script call (store.lua); the two calls apart are
+what it made before, and what such a producer left unstored, store.lua completes.
 """
 
 from __future__ import annotations

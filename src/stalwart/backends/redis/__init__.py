@@ -27,18 +27,19 @@ What spans queues lives under ``{prefix}``: ``idx`` (message id -> queue), ``ike
 and the queues its members sit in), ``workers``/``workers_t``. The design stays correct
 without cross-slot atomicity:
 
-* enqueue first runs ``reserve.lua`` in the ``{prefix}`` slot (claims the id and the
-  idempotency key, creates the job), then ``enqueue.lua`` per queue, which stores only
-  messages whose hash is missing. A retry after a lost reply finds its own reservation and
-  completes the store; nothing is counted twice. Two round trips per batch. The first
-  reservation of an id or key is authoritative: a later message with that id, or that key,
-  resolves to the reserved id. While that id's message is stored, nothing more is stored;
-  while it is not, the later message's content is stored under the reserved id, in the
-  reserved queue. The store is idempotent by id, so whichever producer's store lands first
-  is the message and the other does nothing: one message per key, and a reservation whose
-  producer died is stored by the next enqueue. Whether a message is stored is read across
-  slots, which a single server allows; on Cluster it would move to the client (see
-  reserve.lua).
+* enqueue runs ``reserve.lua`` in the ``{prefix}`` slot (claims the id and the idempotency
+  key, creates the job), then ``enqueue.lua`` per queue, which stores only messages whose
+  hash is missing: both inside one ``store.lua`` call, one round trip per batch. That call
+  writes across slots, which a single server allows; on Cluster the two steps would be two
+  calls, which the rules here keep correct. A retry after a lost reply finds its own
+  reservation and completes the store; nothing is counted twice. The first reservation of
+  an id or key is authoritative: a later message with that id, or that key, resolves to the
+  reserved id. While that id's message is stored, nothing more is stored; while it is not,
+  the later message's content is stored under the reserved id, in the reserved queue. The
+  store is idempotent by id, so whichever producer's store lands first is the message and
+  the other does nothing: one message per key, and a reservation whose producer died is
+  stored by the next enqueue. Whether a message is stored is read across slots, which a
+  single server allows; on Cluster it would move to the client (see reserve.lua).
 * A lease token is ``<random>.<queue>``, so complete, retry, fail, release, extend and
   progress go straight to the queue's slot with no lookup.
 * Job counters are kept per (job, queue) in the queue's slot, in the same script as the
@@ -53,11 +54,11 @@ without cross-slot atomicity:
 
 Retrying after a lost reply: enqueue and settle are idempotent (by id, by token), and so
 are extend, cancel, requeue and purge. A claim whose reply is lost leaves its leases with
-nobody; they come back after the lease time, like a crashed worker's. A process that dies
-between the two steps of an enqueue (or whose second step kept failing) leaves the id and
-key reserved but not stored: the next enqueue with that id or key stores its message under
-the reserved id. Two producers racing with one key store one message, whichever is first;
-both are answered its id.
+nobody; they come back after the lease time, like a crashed worker's. A process that made
+an enqueue's two steps as two calls (as this backend did before ``store.lua``) and died
+between them, or whose second call kept failing, leaves the id and key reserved but not
+stored: the next enqueue with that id or key stores its message under the reserved id. Two producers racing
+with one key store one message, whichever is first; both are answered its id.
 
 No operation scans the keyspace. Claim, extend, settle and recover are O(log n) per message.
 Time is the client's clock, passed to each script; the server's clock is never read (except

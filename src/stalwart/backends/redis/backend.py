@@ -134,21 +134,32 @@ class RedisBackend(BackendBase):
     # -- writes -----------------------------------------------------------------------------
 
     def enqueue(self, messages: Sequence[NewMessage], job: NewJob | None = None) -> list[str]:
+        """Reserve and store each chunk of ``messages`` in one script call (store.lua)."""
         if not messages:
             return []
         _, now = self._now()
-        ids, keep = self._reserve(messages, job, now)
-        self._run(self._enqueue_calls(keep, now))
+        ids, _ = self._resolve("store", messages, job, now)
         return ids
 
     def _reserve(
         self, messages: Sequence[NewMessage], job: NewJob | None, now: str
     ) -> tuple[list[str], list[NewMessage]]:
-        """The first step of enqueue: each message's resolved id, and what to store.
+        """Enqueue's first step alone (reserve.lua): each message's resolved id, and what to store.
+
+        With ``_enqueue_calls`` for the second step, these are the two calls enqueue made
+        before store.lua; the tests stop between them to leave what a producer that died
+        there leaves, which enqueue must still complete.
+        """
+        return self._resolve("reserve", messages, job, now)
+
+    def _resolve(
+        self, script: str, messages: Sequence[NewMessage], job: NewJob | None, now: str
+    ) -> tuple[list[str], list[NewMessage]]:
+        """Run ``script`` (reserve or store) over ``messages``: resolved ids, and what is kept.
 
         A message whose id or key was reserved first by another, not yet stored, is stored
         under that reservation's id and queue (see reserve.lua). A batch longer than one
-        script call is reserved a chunk at a time, each call told which ids an earlier chunk
+        script call goes a chunk at a time, each call told which ids an earlier chunk
         reserved, so that a later message with the same id or key resolves to that earlier one.
         """
         named = ["", "", ""] if job is None else [
@@ -164,10 +175,8 @@ class RedisBackend(BackendBase):
                     pending.add(m.id)
                 if m.idempotency_key is not None and m.idempotency_key in holders:
                     pending.add(holders[m.idempotency_key])
-            args: list[Any] = [self._g, now, *named, str(len(pending)), *pending]
-            for m in chunk:
-                args += [m.id, m.queue, opt(m.idempotency_key), opt(m.job_id)]
-            [flat] = self._run([Call("reserve", self._g + ":idx", args)])
+            head = [self._g, now, *named, str(len(pending)), *pending]
+            [flat] = self._run([self._reserve_call(script, head, chunk)])
             for m, answer in zip(chunk, flat, strict=True):
                 if answer != 1:  # [resolved id, flag, queue]: see reserve.lua
                     rid, flag = answer[0].decode(), answer[1]
@@ -184,17 +193,31 @@ class RedisBackend(BackendBase):
                     holders[m.idempotency_key] = m.id
         return ids, keep
 
+    def _reserve_call(self, script: str, head: list[Any], chunk: Sequence[NewMessage]) -> Call:
+        """One reserve.lua or store.lua call over ``chunk``.
+
+        store.lua takes each message's content too, and writes in the slot of each queue the
+        chunk names: those queues' keys are declared beside the store-wide one.
+        """
+        args = list(head)
+        if script == "reserve":
+            for m in chunk:
+                args += _reservation(m)
+            return Call("reserve", self._g + ":idx", args)
+        for m in chunk:
+            args += [*_reservation(m), *_content(m), t(m.created_at)]
+        queues = [self._base(q) + ":stats" for q in dict.fromkeys(m.queue for m in chunk)]
+        return Call("store", self._g + ":idx", args, queues)
+
     def _enqueue_calls(self, messages: Sequence[NewMessage], now: str) -> list[Call]:
+        """Enqueue's second step alone (enqueue.lua, per queue): see ``_reserve``."""
         calls = []
         for queue, group in _by_queue(messages, lambda m: m.queue).items():
             for chunk in _chunks(group, _BATCH):
                 args: list[Any] = [queue]
                 for m in chunk:
-                    args += [
-                        m.id, m.task, m.body, str(int(m.priority)),
-                        "" if m.eta is None else t(m.eta), str(int(m.max_deliveries)),
-                        opt(m.job_id), opt(m.idempotency_key), t(m.created_at),
-                    ]
+                    args += [m.id, *_content(m), opt(m.job_id), opt(m.idempotency_key),
+                             t(m.created_at)]
                 calls.append(self._call("enqueue", queue, now, *args))
         return calls
 
@@ -627,6 +650,17 @@ def _applied(n: int, order: Sequence[Sequence[int]], replies: Sequence[Any]) -> 
         for i, ok in zip(idx, reply, strict=True):
             applied[i] = bool(ok)
     return applied
+
+
+def _reservation(m: NewMessage) -> list[Any]:
+    """Id, queue, idempotency key and job, as reserve.lua takes them."""
+    return [m.id, m.queue, opt(m.idempotency_key), opt(m.job_id)]
+
+
+def _content(m: NewMessage) -> list[Any]:
+    """Task, body, priority, eta ('' for none) and max_deliveries, as the scripts take them."""
+    return [m.task, m.body, str(int(m.priority)), "" if m.eta is None else t(m.eta),
+            str(int(m.max_deliveries))]
 
 
 def _outcome_args(o: Outcome, now: float) -> list[Any]:

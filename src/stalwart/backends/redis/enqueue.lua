@@ -1,5 +1,6 @@
--- Store a batch of new messages in one queue. ARGV[3] is the queue name, then 9 fields per
--- message: id, task, body, priority, eta ('' for none), max_deliveries, job ('' or '=' ..
+-- Store a batch of new messages in one queue: those reserve.lua kept, inside the same
+-- store.lua call, or in a call of its own after it. ARGV[3] is the queue name, then 9 fields
+-- per message: id, task, body, priority, eta ('' for none), max_deliveries, job ('' or '=' ..
 -- job id), idempotency key ('' or '=' .. key), created_at. A message whose hash already
 -- exists is left alone (a retried call after a lost reply, or another producer that stored
 -- first under the same reserved id: see reserve.lua), so only new ones count as accepted.

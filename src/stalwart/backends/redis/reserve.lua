@@ -1,23 +1,25 @@
 -- The store-wide half of enqueue, in the slot of "{prefix}": claims each message's id and
 -- idempotency key, records the queue, and creates the job. Runs before the per-queue
--- enqueue.lua, so a retry after a lost reply finds its own reservation and completes it.
+-- enqueue.lua: both inside one store.lua call (enqueue's one round trip), or as two calls,
+-- as enqueue made them before store.lua. A retry after a lost reply finds its own
+-- reservation.
 -- ARGV[1] is the base "{prefix}", ARGV[2] now, ARGV[3..5] the named job (id, name,
 -- created_at; '' when none), ARGV[6] the count n of ids an earlier call of the same batch
 -- reserved, ARGV[7..6+n] those ids, then 4 fields per message: id, queue, idempotency key
 -- ('' or '=' .. key), job ('' or '=' .. job id).
--- Returns one entry per message: 1 when the client stores it as sent (the common case, kept
--- small so the reply is cheap to read), else {resolved id, flag, queue}. Flag 0: it stores
--- nothing; 1: it stores this message's content under the resolved id, in that queue; 2: the
+-- Returns one entry per message: 1 when enqueue.lua is to store it as sent (the common case,
+-- kept small so the reply is cheap to read), else {resolved id, flag, queue}. Flag 0: nothing
+-- is stored; 1: this message's content is stored under the resolved id, in that queue; 2: the
 -- same without its idempotency key, which names another message.
 --
 -- The first reservation of an id or key is authoritative. A later message whose id is
 -- reserved, or whose key names a reserved id E, resolves to E. While E's message is stored
--- (or reserved by this same batch) nothing more is stored. While it is not, its producer may
--- be between its two steps, or may have died there (or given up after its second step kept
--- failing): this script cannot tell which, and need not. The later message is stored under
--- E, in the queue E was reserved for; enqueue.lua stores an id only once, so whichever of
--- the two stores lands first is E's message and the other stores nothing. One message per
--- key, and never one lost to a producer that died.
+-- (or reserved by this same batch) nothing more is stored. While it is not, its producer made
+-- the two steps as two calls and may be between them, or may have died there (or given up
+-- after its second call kept failing): this script cannot tell which, and need not. The later
+-- message is stored under E, in the queue E was reserved for; enqueue.lua stores an id only
+-- once, so whichever of the two stores lands first is E's message and the other stores
+-- nothing. One message per key, and never one lost to a producer that died.
 --
 -- Whether a message is stored is read from its hash in the queue's slot, and whether it was
 -- deleted (a tombstone the store-wide indexes have not yet forgotten) from the queue's

@@ -3,6 +3,10 @@
 Every per-queue script gets ``lib.lua`` (the shared state-transition helpers) prepended, and
 is called with one key in the queue's slot plus ``ARGV[1]`` = the queue's key base and
 ``ARGV[2]`` = the client's clock. Calls go out as one pipeline: one round trip per batch.
+
+A composed script (``store.lua``: enqueue in one call) gets ``lib.lua`` and then each of its
+parts, every part wrapped as a local function named after it that takes its own ``ARGV``:
+the composed script runs the parts' own code on arguments it builds.
 """
 
 from __future__ import annotations
@@ -23,19 +27,29 @@ PER_QUEUE = (
     "requeue", "purge",
 )
 STORE_WIDE = ("reserve", "register", "unindex")
+COMPOSED = {"store": ("reserve", "enqueue")}  # script -> the scripts it runs as functions
 
 
 def _source(name: str) -> str:
     return resources.files(__package__).joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
 
+def _as_function(name: str) -> str:
+    """Script ``name`` as ``local function name(ARGV)``: its code, on arguments a caller builds."""
+    return f"local function {name}(ARGV)\n{_source(name)}\nend"
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One script call: which script, the key that routes it to its slot, its ARGV."""
+    """One script call: which script, the key that routes it to its slot, its ARGV.
+
+    ``other_keys`` are keys it writes in other slots: such a call runs on a single server only.
+    """
 
     script: str
     key: str
     args: Sequence[Any]
+    other_keys: Sequence[str] = ()
 
 
 class Scripts:
@@ -45,6 +59,10 @@ class Scripts:
         lib = _source("lib")
         self.sources = {name: f"{lib}\n{_source(name)}" for name in PER_QUEUE}
         self.sources.update({name: _source(name) for name in STORE_WIDE})
+        self.sources.update({
+            name: "\n".join([lib, *map(_as_function, parts), _source(name)])
+            for name, parts in COMPOSED.items()
+        })
         self.shas = {
             name: hashlib.sha1(src.encode("utf-8")).hexdigest()
             for name, src in self.sources.items()
@@ -88,7 +106,8 @@ class Scripts:
         for i, c in enumerate(calls):
             if pop is not None and i == len(calls) - 1:
                 pipe.blpop([pop[0]], timeout=pop[1])
-            pipe.evalsha(self.shas[c.script], 1, c.key, *c.args)
+            keys = (c.key, *c.other_keys)
+            pipe.evalsha(self.shas[c.script], len(keys), *keys, *c.args)
         replies = list(pipe.execute(raise_on_error=False))
         if pop is not None:
             popped = replies.pop(len(calls) - 1)
