@@ -117,6 +117,33 @@ def test_wait_times_out_without_work_and_wakes_for_a_due_eta(backend: RedisBacke
     assert len(backend.claim(["later"], 1, 30, "w")) == 1
 
 
+def test_exchange_claims_a_scheduled_message_when_its_eta_comes(url: str) -> None:
+    """The wait inside exchange ends at the earliest eta, known or learnt since it was seen."""
+    worker, producer = RedisBackend(url), RedisBackend(url)
+    try:
+        producer.enqueue([msg("etaq", eta=time.time() + 0.4)])
+        start = time.monotonic()
+        _, got = worker.exchange([], ["etaq"], 10, 30.0, "w", wait=5.0)
+        elapsed = time.monotonic() - start
+        if not got:  # woken just before the eta by its 's' token: the next turn takes it
+            _, got = worker.exchange([], ["etaq"], 10, 30.0, "w", wait=5.0)
+            elapsed = time.monotonic() - start
+        assert len(got) == 1 and 0.3 <= elapsed < 1.2, f"claimed after {elapsed:.2f}s"
+        # Learnt from the last claim: an earlier eta enqueued while it waits still wakes it.
+        producer.enqueue([msg("etaq", eta=time.time() + 3.0)])
+        _, got = worker.exchange([], ["etaq"], 10, 30.0, "w", wait=0.2)
+        threading.Timer(0.3, lambda: producer.enqueue([msg("etaq", eta=time.time() + 0.3)])).start()
+        start = time.monotonic()
+        got = []
+        while not got and time.monotonic() - start < 3.0:
+            _, got = worker.exchange([], ["etaq"], 10, 30.0, "w", wait=5.0)
+        elapsed = time.monotonic() - start
+        assert len(got) == 1 and elapsed < 1.5, f"the earlier eta was claimed after {elapsed:.2f}s"
+    finally:
+        worker.close()
+        producer.close()
+
+
 def test_wait_sees_a_retry_that_moves_the_earliest_eta_closer(url: str) -> None:
     b = RedisBackend(url, wait_block_seconds=5.0)
     try:

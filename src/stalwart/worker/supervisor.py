@@ -398,10 +398,10 @@ class Supervisor:
     def _idle_turn(self, now: float) -> list[Event]:
         """Nothing runs: settle what is done, wait for work and claim it, in one call.
 
-        On Redis that is one round trip, and the claim runs the moment an enqueue wakes it.
-        The wait is skipped while the last claim found work (there may be more).
+        On Redis that is one round trip, and the claim runs the moment an enqueue wakes it
+        (work already waiting ends the wait at once: it claims first, or finds a wake token).
         """
-        wait = min(POLL_SECONDS, self.next_claim_at - now) if self.next_claim_at > now else 0.0
+        wait = min(POLL_SECONDS, max(self.next_claim_at - now, 0.0) or POLL_SECONDS)
         batch = self.outbox[:SETTLE_BATCH]
         applied, deliveries = self.backend.exchange(
             [o for o, _ in batch], self.queues, self.concurrency + self.prefetch,

@@ -98,6 +98,7 @@ class RedisBackend(BackendBase):
         self._r: Any = redis.Redis(connection_pool=self._pool)
         self._rb: Any = redis.Redis(connection_pool=self._blocking_pool)
         self._g = "{" + prefix + "}"
+        self._etas: dict[str, float | None] = {}  # queue -> earliest eta its last claim saw
         self._closed = threading.Event()
 
     # -- keys -----------------------------------------------------------------------------
@@ -251,12 +252,14 @@ class RedisBackend(BackendBase):
         return self._call("claim", queue, nowt, str(n), t(expires), worker_id,
                           secrets.token_hex(12), "." + queue)
 
-    @staticmethod
-    def _deliveries(queue: str, reply: list[Any], expires: float) -> list[Delivery]:
+    def _deliveries(self, queue: str, reply: list[Any], expires: float) -> list[Delivery]:
+        """A claim's deliveries; the earliest eta it saw is kept for the next wait's bound."""
+        rows, eta = reply
+        self._etas[queue] = float(eta) if eta else None
         return [
             Delivery(Lease(mid.decode(), token.decode()), task.decode(), queue, body, int(prio),
                      int(n), int(retries), int(maxd), job.decode() or None, expires)
-            for mid, task, body, prio, n, retries, maxd, job, token in reply
+            for mid, task, body, prio, n, retries, maxd, job, token in rows
         ]
 
     def extend(self, leases: Sequence[Lease], lease_seconds: float) -> list[Lease]:
@@ -404,7 +407,8 @@ class RedisBackend(BackendBase):
         The server runs the claim the moment the pop returns, so a worker woken by an enqueue
         has its deliveries without asking again. The claim's clock is read when it is sent;
         its lease runs from the end of the longest possible block, so it is never shorter
-        than ``lease_seconds``. Several queues take the stepwise path.
+        than ``lease_seconds``. Several queues, or an eta due within the wait, take the
+        stepwise path.
         """
         names = list(dict.fromkeys(queues))
         if len(names) != 1 or limit <= 0:
@@ -414,9 +418,18 @@ class RedisBackend(BackendBase):
         base = self._base(queue)
         block = min(max(wait, 0.0), self.wait_block_seconds)
         if block > 0:
-            [head] = self._r.zrange(base + ":sched", 0, 0, withscores=True) or [None]
-            if head is not None:  # wake for the earliest eta, not after it
-                block = min(block, head[1] - self.clock())
+            # The earliest eta as the last claim here saw it (an earlier one enqueued since
+            # pushes an 's' wake token), else asked for now.
+            if queue in self._etas:
+                eta = self._etas[queue]
+            else:
+                [head] = self._r.zrange(base + ":sched", 0, 0, withscores=True) or [None]
+                eta = None if head is None else head[1]
+            if eta is not None and eta - self.clock() <= block:
+                # A due eta ends this wait: the claim after it must read the clock then,
+                # so it goes step by step (the stepwise wait wakes at the eta).
+                return BackendBase.exchange(self, outcomes, names, limit, lease_seconds,
+                                            worker_id, wait)
         now, nowt = self._now()
         settle_calls, order = self._settle_calls(outcomes, now, nowt)
         expires = now + max(block, 0.0) + lease_seconds

@@ -3,8 +3,8 @@
 -- random hex, the same length every call) .. its index .. ARGV[7] ('.' .. queue), unique
 -- per claim and telling later calls which queue's slot holds the message. Scheduled messages whose eta has passed join the ready set
 -- first (their state stays 'scheduled' until claimed, as the contract shows them).
--- Returns one array per delivery: id, task, body, priority, deliveries, retries,
--- max_deliveries, job ('' for none), token.
+-- Returns {deliveries, earliest eta still scheduled or false}, one array per delivery: id,
+-- task, body, priority, deliveries, retries, max_deliveries, job ('' for none), token.
 local limit, expires, worker = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local due = redis.call('ZRANGEBYSCORE', key('sched'), '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
@@ -35,5 +35,9 @@ end
 flush_batch()
 if redis.call('ZCARD', key('ready')) == 0 then
   redis.call('LREM', key('wake'), 0, 'r')
+elseif redis.call('LLEN', key('wake')) == 0 then
+  redis.call('LPUSH', key('wake'), 'r')  -- work is left: the next waiter must not sleep on it
 end
-return out
+-- The earliest eta still waiting, so the caller's next wait ends no later than it.
+local head = redis.call('ZRANGE', key('sched'), 0, 0, 'WITHSCORES')
+return {out, head[2] or false}
