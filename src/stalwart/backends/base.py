@@ -445,14 +445,21 @@ class BackendBase:
         self, outcomes: Sequence[Outcome], queues: Sequence[str], limit: int,
         lease_seconds: float, worker_id: str, wait: float = 0.0,
     ) -> tuple[list[bool], list[Delivery]]:
-        """Step by step; a backend that can do it in one round trip overrides this."""
+        """Step by step; a backend that can do it in one round trip overrides this.
+
+        The first claim is skipped when the last turn's claim found nothing: ``wait`` wakes
+        for what arrived since, so an idle worker asks once per turn, not twice.
+        """
         applied = self.settle(outcomes) if outcomes else []
         claim = self.claim  # type: ignore[attr-defined]
-        got: list[Delivery] = claim(queues, limit, lease_seconds, worker_id)
-        if got or wait <= 0:
-            return applied, got
-        self.wait(queues, wait)  # type: ignore[attr-defined]
-        return applied, claim(queues, limit, lease_seconds, worker_id)
+        got: list[Delivery] = []
+        if wait <= 0 or getattr(self, "_last_claim_found", True):
+            got = claim(queues, limit, lease_seconds, worker_id)
+        if not got and wait > 0:
+            self.wait(queues, wait)  # type: ignore[attr-defined]
+            got = claim(queues, limit, lease_seconds, worker_id)
+        self._last_claim_found = bool(got)
+        return applied, got
 
     def __enter__(self):  # type: ignore[no-untyped-def]
         return self

@@ -401,7 +401,8 @@ class Supervisor:
         On Redis that is one round trip, and the claim runs the moment an enqueue wakes it
         (work already waiting ends the wait at once: it claims first, or finds a wake token).
         """
-        wait = min(POLL_SECONDS, max(self.next_claim_at - now, 0.0) or POLL_SECONDS)
+        # Found nothing lately: back off (up to MAX_IDLE_DELAY), else a poll's length.
+        wait = self.next_claim_at - now if self.next_claim_at > now else POLL_SECONDS
         batch = self.outbox[:SETTLE_BATCH]
         applied, deliveries = self.backend.exchange(
             [o for o, _ in batch], self.queues, self.concurrency + self.prefetch,
