@@ -33,6 +33,24 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def kill_children_until_done(client, workers, ids, seed: int, pause: tuple[float, float],
+                             timeout: float) -> int:
+    """SIGKILL a random child of ``workers`` every ``pause`` seconds until ``ids`` are final."""
+    rng = random.Random(seed)
+    kills = 0
+    deadline = time.monotonic() + timeout
+    while not all_final(client, ids) and time.monotonic() < deadline:
+        time.sleep(rng.uniform(*pause))
+        pids = [c for w in workers for c in children(w.pid)]
+        if pids:
+            try:
+                os.kill(rng.choice(pids), signal.SIGKILL)
+                kills += 1
+            except ProcessLookupError:
+                pass
+    return kills
+
+
 def test_child_killed_mid_task_is_redelivered_at_once(client, start_worker, ledger):
     (h,) = client.send([work.s("victim", 2.0)])
     start_worker("-c", "1")
@@ -163,18 +181,7 @@ def test_thousand_tasks_with_random_child_kills_lose_nothing(client, start_worke
     sent = client.send([work.s(k, 0.02) for k in keys])
     ids = [h.id for h in sent]
     workers = [start_worker("-c", "2") for _ in range(2)]
-    rng = random.Random(7)
-    kills = 0
-    deadline = time.monotonic() + 120
-    while not all_final(client, ids) and time.monotonic() < deadline:
-        time.sleep(rng.uniform(0.05, 0.2))
-        pids = [c for w in workers for c in children(w.pid)]
-        if pids:
-            try:
-                os.kill(rng.choice(pids), signal.SIGKILL)
-                kills += 1
-            except ProcessLookupError:
-                pass
+    kills = kill_children_until_done(client, workers, ids, 7, (0.05, 0.2), 120)
     book = ledger()
     lost, doubled = book.lost(keys), book.doubled()
     interrupted = sum(book.count("start").values()) - sum(book.count("end").values())
@@ -195,18 +202,7 @@ def test_short_tasks_queued_in_a_killed_child_run_elsewhere_uncounted(
     keys = [f"q{i}" for i in range(600)]
     sent = client.send([work.s(k, 0.002) for k in keys])
     worker = start_worker("-c", "2")
-    rng = random.Random(11)
-    kills = 0
-    deadline = time.monotonic() + 90
-    while not all_final(client, [h.id for h in sent]) and time.monotonic() < deadline:
-        time.sleep(rng.uniform(0.03, 0.08))
-        pids = children(worker.pid)
-        if pids:
-            try:
-                os.kill(rng.choice(pids), signal.SIGKILL)
-                kills += 1
-            except ProcessLookupError:
-                pass
+    kills = kill_children_until_done(client, [worker], [h.id for h in sent], 11, (0.03, 0.08), 90)
     book = ledger()
     returned = worker.output().count("returned")
     print(f"600 short tasks, {kills} child kills, {returned} queued jobs returned: "
