@@ -426,6 +426,8 @@ class Backend(Protocol):
 class BackendBase:
     """Single-outcome conveniences over ``settle``, shared by every backend."""
 
+    _last_claim_found = True  # did the last exchange() claim anything (see exchange)
+
     def settle(self, outcomes: Sequence[Outcome]) -> list[bool]:  # pragma: no cover
         raise NotImplementedError
 
@@ -453,7 +455,7 @@ class BackendBase:
         applied = self.settle(outcomes) if outcomes else []
         claim = self.claim  # type: ignore[attr-defined]
         got: list[Delivery] = []
-        if wait <= 0 or getattr(self, "_last_claim_found", True):
+        if wait <= 0 or self._last_claim_found:
             got = claim(queues, limit, lease_seconds, worker_id)
         if not got and wait > 0:
             self.wait(queues, wait)  # type: ignore[attr-defined]

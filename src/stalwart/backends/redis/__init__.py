@@ -57,8 +57,9 @@ are extend, cancel, requeue and purge. A claim whose reply is lost leaves its le
 nobody; they come back after the lease time, like a crashed worker's. A process that made
 an enqueue's two steps as two calls (as this backend did before ``store.lua``) and died
 between them, or whose second call kept failing, leaves the id and key reserved but not
-stored: the next enqueue with that id or key stores its message under the reserved id. Two producers racing
-with one key store one message, whichever is first; both are answered its id.
+stored: the next enqueue with that id or key stores its message under the reserved id.
+Two producers racing with one key store one message, whichever is first; both are
+answered its id.
 
 No operation scans the keyspace. Claim, extend, settle and recover are O(log n) per message.
 Time is the client's clock, passed to each script; the server's clock is never read (except

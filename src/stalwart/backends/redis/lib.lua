@@ -136,7 +136,6 @@ local function end_attempt(id, outcome, err)
   redis.call('LSET', akey(id), -1, cjson.encode(a))
 end
 
--- The job a message belongs to, or false.
 -- The dead messages a requeue or purge names: ARGV[3] is 'ids' (the ids follow) or 'all'
 -- (ARGV[4] is how many of the oldest dead to take in this call).
 local function dead_ids()
@@ -146,8 +145,4 @@ local function dead_ids()
   local ids = {}
   for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
   return ids
-end
-
-local function job_of(h)
-  return redis.call('HGET', h, 'job')
 end
